@@ -1,0 +1,315 @@
+// Package bridge connects Home Assistant, over MQTT, to the Smartcar API: it announces
+// each vehicle by discovery, turns cover commands into Smartcar calls through one
+// worker per vehicle, and publishes states back. It also runs the embedded broker.
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/sirupsen/logrus"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+)
+
+// MQTTOptions says how to reach the broker.
+type MQTTOptions struct {
+	URL      string // tcp://, ssl://, ws://, wss://
+	Username string
+	Password string
+	CAFile   string // extra CA for ssl:// and wss://
+	ClientID string
+}
+
+// Options configures a Bridge.
+type Options struct {
+	MQTT            MQTTOptions
+	BaseTopic       string
+	DiscoveryPrefix string
+	HAStatusTopic   string
+	Origin          discovery.Origin
+	PollInterval    time.Duration // 0: no polling
+	// ShutdownGrace bounds how long an in-flight Smartcar call may go on after the
+	// bridge is told to stop (SPEC §6: the whole stop takes under 10 s).
+	ShutdownGrace time.Duration
+	Log           logrus.FieldLogger
+}
+
+const (
+	defaultShutdownGrace = 7 * time.Second
+	// publishQoS is 0 for discovery, states and attributes. Nothing is lost by it:
+	// all of them are retained and republished on every (re)connect and HA birth.
+	// And it spares subscribers of the embedded broker a mochi v2.7.9 bug: mochi keeps
+	// its own outbound QoS 1 packet ids in the same table as the client's, so a client
+	// subscribing while QoS 1 messages flow to it can have its SUBSCRIBE refused as
+	// "packet identifier in use" (mochi issue #545's family). HA would then miss states.
+	publishQoS = 0
+	// willQoS is for the bridge status: the will and the last "offline" at shutdown,
+	// which Run waits for.
+	willQoS      = 1
+	subscribeQoS = 1
+	// offlineTimeout bounds the last publish on the way out.
+	offlineTimeout = time.Second
+)
+
+// Bridge is the MQTT side of the daemon.
+type Bridge struct {
+	opts     Options
+	log      logrus.FieldLogger
+	settings discovery.Settings
+	vehicles []Vehicle
+	workers  map[string]*worker // by vehicle id; read-only once built
+	client   mqtt.Client
+	closing  atomic.Bool // set on shutdown: commands are no longer taken
+}
+
+// New builds a bridge for the given vehicles; Run connects and serves.
+func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = defaultShutdownGrace
+	}
+	b := &Bridge{
+		opts:     opts,
+		log:      opts.Log,
+		settings: discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin},
+		vehicles: vehicles,
+		workers:  map[string]*worker{},
+	}
+	clientOpts, err := b.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	b.client = mqtt.NewClient(clientOpts)
+	out := pahoPublisher{client: b.client, log: b.log}
+	for _, v := range vehicles {
+		if why := v.whyNoDoor(); why != "" {
+			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Infof("no charge port cover for this vehicle: %s", why)
+			continue
+		}
+		poll := opts.PollInterval
+		if !v.canRead() {
+			b.log.WithField("vehicle", v.ID).Info("the read_charge permission was not granted: the door state stays unknown until a command")
+		}
+		b.workers[v.ID] = newWorker(v, discovery.VehicleTopics(opts.BaseTopic, v.ID), car, out, poll, b.log)
+	}
+	return b, nil
+}
+
+func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
+	o := b.opts.MQTT
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("MQTT_URL: %w", err)
+	}
+	opts := mqtt.NewClientOptions().
+		AddBroker(o.URL).
+		SetClientID(o.ClientID).
+		SetUsername(o.Username).
+		SetPassword(o.Password).
+		SetCleanSession(true). // subscriptions are redone on every connect
+		SetOrderMatters(false).
+		SetAutoReconnect(true).
+		SetConnectRetry(false). // the first connect is retried by Run, which logs why it failed
+		SetMaxReconnectInterval(time.Minute).
+		SetKeepAlive(30*time.Second).
+		SetConnectTimeout(10*time.Second).
+		SetWriteTimeout(10*time.Second).
+		SetWill(discovery.StatusTopic(b.opts.BaseTopic), discovery.PayloadOffline, willQoS, true).
+		SetOnConnectHandler(b.onConnect).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.log.WithError(err).Warn("lost the MQTT connection; reconnecting")
+		})
+	if u.Scheme == "ssl" || u.Scheme == "wss" || u.Scheme == "mqtts" || u.Scheme == "tls" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("MQTT_CA_FILE: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("MQTT_CA_FILE: no PEM certificate in %s", o.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		opts.SetTLSConfig(cfg)
+	}
+	return opts, nil
+}
+
+// Run connects, serves until ctx is cancelled, then shuts down in order: stop taking
+// commands, let in-flight calls finish within the grace, publish offline, disconnect.
+func (b *Bridge) Run(ctx context.Context) error {
+	if err := b.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	call, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	var wg sync.WaitGroup
+	for _, w := range b.workers {
+		wg.Go(func() { w.run(ctx, call) })
+	}
+
+	<-ctx.Done()
+	b.closing.Store(true)
+	grace := time.AfterFunc(b.opts.ShutdownGrace, abandon)
+	wg.Wait()
+	grace.Stop()
+
+	t := b.client.Publish(discovery.StatusTopic(b.opts.BaseTopic), willQoS, true, discovery.PayloadOffline)
+	if !t.WaitTimeout(offlineTimeout) || t.Error() != nil {
+		b.log.WithError(t.Error()).Warn("could not publish offline before disconnecting; the broker will send the will")
+	}
+	b.client.Disconnect(250)
+	b.log.Info("MQTT session closed")
+	return nil
+}
+
+// connect makes the first connection, retrying with backoff and saying why it fails;
+// later losses are paho's auto-reconnect's job.
+func (b *Bridge) connect(ctx context.Context) error {
+	where := redactURL(b.opts.MQTT.URL)
+	backoff := time.Second
+	for {
+		t := b.client.Connect()
+		select {
+		case <-t.Done():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if t.Error() == nil {
+			return nil
+		}
+		b.log.WithError(t.Error()).WithField("broker", where).Warnf("cannot connect to the MQTT broker; retrying in %s", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// onConnect runs on every (re)connect, in its own goroutine (paho starts it so).
+func (b *Bridge) onConnect(c mqtt.Client) {
+	b.log.WithField("broker", redactURL(b.opts.MQTT.URL)).Info("connected to the MQTT broker")
+	filters := map[string]byte{
+		b.opts.BaseTopic + "/+/charge_port/set": subscribeQoS,
+		b.opts.BaseTopic + "/+/refresh":         subscribeQoS,
+		b.opts.HAStatusTopic:                    subscribeQoS,
+	}
+	t := c.SubscribeMultiple(filters, b.onMessage)
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		b.log.WithError(t.Error()).Error("subscribing to the command topics failed; commands will not be received until the next reconnect")
+	} else {
+		// A refusal comes back only as the SUBACK's return code (0x80).
+		for filter, code := range t.(*mqtt.SubscribeToken).Result() {
+			if code > 2 {
+				b.log.WithField("filter", filter).Errorf("the broker refused the subscription (code %#x): check its ACL for this user", code)
+			}
+		}
+	}
+	b.announce()
+}
+
+// announce says the bridge is online and publishes discovery, then every state.
+func (b *Bridge) announce() {
+	c := b.client
+	c.Publish(discovery.StatusTopic(b.opts.BaseTopic), publishQoS, true, discovery.PayloadOnline)
+	for _, v := range b.vehicles {
+		topic := discovery.ConfigTopic(b.opts.DiscoveryPrefix, v.ID)
+		payload, err := discovery.Config(b.settings, v.discovery())
+		if err != nil {
+			b.log.WithError(err).WithField("vehicle", v.ID).Error("cannot build the discovery payload")
+			continue
+		}
+		// A nil payload clears a config left by an earlier run (a vehicle that lost its
+		// cover): an empty retained message is HA's "remove".
+		c.Publish(topic, publishQoS, true, payload)
+	}
+	for _, w := range b.workers {
+		w.mail.requestRepublish()
+	}
+}
+
+// onMessage never blocks: it parses and hands over to a worker's mailbox.
+func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
+	log := b.log.WithField("topic", m.Topic())
+	if m.Topic() == b.opts.HAStatusTopic {
+		// A retained birth is an old one: announce already ran on connect.
+		if !m.Retained() && string(m.Payload()) == "online" {
+			log.Info("Home Assistant came online; publishing discovery and states")
+			b.announce()
+		}
+		return
+	}
+	if b.closing.Load() {
+		log.Warn("shutting down: message ignored")
+		return
+	}
+	r := parseTopic(b.opts.BaseTopic, m.Topic())
+	w, ok := b.workers[r.vehicleID]
+	if r.kind == routeNone || !ok {
+		log.Warn("message for an unknown vehicle or topic ignored")
+		return
+	}
+	if m.Retained() {
+		// A retained command would fire again on every restart.
+		log.Warnf("retained message ignored; clear it with: mosquitto_pub -r -n -t '%s'", m.Topic())
+		return
+	}
+	switch r.kind {
+	case routeRefresh:
+		w.mail.requestRead()
+	case routeCommand:
+		a, err := parseCommand(m.Payload())
+		if err != nil {
+			log.WithError(err).Warn("bad command ignored")
+			return
+		}
+		if !w.mail.putCommand(a) {
+			log.WithField("action", a).Info("same command already in flight: dropped")
+		}
+	}
+}
+
+type pahoPublisher struct {
+	client mqtt.Client
+	log    logrus.FieldLogger
+}
+
+// publish hands the message to paho without waiting: while the connection is down
+// paho drops it, and onConnect republishes everything anyway.
+func (p pahoPublisher) publish(topic string, retained bool, payload []byte) {
+	t := p.client.Publish(topic, publishQoS, retained, payload)
+	select {
+	case <-t.Done():
+		if err := t.Error(); err != nil {
+			p.log.WithError(err).WithField("topic", topic).Debug("publish failed")
+		}
+	default:
+	}
+}
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,419 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+const (
+	base     = "smartcar2mqtt"
+	prefix   = "homeassistant"
+	haStatus = "homeassistant/status"
+	haUser   = "homeassistant"
+	haPass   = "ha-secret*" // a '*' must not act as a wildcard
+	tesla    = smartcar.SimTeslaID
+)
+
+var teslaTopics = discovery.VehicleTopics(base, tesla)
+
+// env is one test's world: a simulated Smartcar behind a real HTTP server, a real
+// broker (mochi embedded, or mosquitto), a data dir, and the bridge under test.
+type env struct {
+	t       *testing.T
+	sim     *smartcar.Simulator
+	api     string
+	token   string
+	dataDir string
+	kind    string
+	broker  *Broker // embedded case only
+
+	userURL, user, pass string      // how test clients reach the broker
+	mqtt                MQTTOptions // how the bridge reaches it
+	seed                string
+}
+
+const (
+	simClientID     = "test-client"
+	simClientSecret = "test-client-secret"
+)
+
+func newEnv(t *testing.T, kind string, sim smartcar.SimOptions) *env {
+	t.Helper()
+	sim.ClientID, sim.ClientSecret = simClientID, simClientSecret
+	e := &env{t: t, sim: smartcar.NewSimulator(sim), dataDir: t.TempDir(), kind: kind}
+	srv := httptest.NewServer(e.sim)
+	t.Cleanup(srv.Close)
+	e.api, e.token = srv.URL+"/v2.0", srv.URL+"/oauth/token"
+	e.seed = e.sim.IssueRefreshToken()
+	switch kind {
+	case "mochi":
+		e.startEmbedded()
+	case "mosquitto":
+		url := startMosquitto(t)
+		e.userURL = url
+		e.mqtt = MQTTOptions{URL: url, ClientID: "smartcar2mqtt-test"}
+	default:
+		t.Fatalf("unknown broker %q", kind)
+	}
+	return e
+}
+
+func (e *env) startEmbedded() {
+	b, err := StartBroker(BrokerOptions{
+		Listen: "127.0.0.1:0", Username: haUser, Password: haPass,
+		DataDir: e.dataDir, BaseTopic: base, Log: testLog(e.t),
+	})
+	if err != nil {
+		e.t.Fatalf("start embedded broker: %v", err)
+	}
+	e.broker = b
+	e.t.Cleanup(func() { b.Close() })
+	creds := b.BridgeCredentials()
+	e.mqtt = MQTTOptions{URL: creds.URL, Username: creds.Username, Password: creds.Password, ClientID: "smartcar2mqtt-test"}
+	e.userURL, e.user, e.pass = "tcp://"+b.Addr().String(), haUser, haPass
+}
+
+// forEachBroker runs a test against the embedded mochi broker and an external mosquitto.
+func forEachBroker(t *testing.T, sim smartcar.SimOptions, test func(t *testing.T, e *env)) {
+	for _, kind := range []string{"mochi", "mosquitto"} {
+		t.Run(kind, func(t *testing.T) {
+			test(t, newEnv(t, kind, sim))
+		})
+	}
+}
+
+func testLog(t *testing.T) logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	if testing.Verbose() {
+		l.SetOutput(testWriter{t})
+		l.SetLevel(logrus.DebugLevel)
+	}
+	return l
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// running is a bridge started by a test.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startBridge wires the bridge the way main does: token store in the data dir, our
+// Smartcar client, the vehicle cache, then Run.
+func (e *env) startBridge() *running {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	conf := smartcar.OAuthConfig(simClientID, simClientSecret, e.token, "", "", nil)
+	tokens, err := smartcar.NewTokens(ctx, conf, smartcar.NewTokenStore(e.dataDir), e.seed)
+	if err != nil {
+		cancel()
+		e.t.Fatalf("tokens: %v", err)
+	}
+	client := smartcar.NewClient(e.api, tokens, smartcar.WithTimeout(30*time.Second))
+	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
+	details, err := fleet.Vehicles(ctx, client, nil)
+	if err != nil {
+		cancel()
+		e.t.Fatalf("vehicles: %v", err)
+	}
+	var vehicles []Vehicle
+	for _, d := range details {
+		vehicles = append(vehicles, Vehicle{Vehicle: d.Vehicle, Permissions: d.Permissions})
+	}
+	b, err := New(client, vehicles, Options{
+		MQTT: e.mqtt, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus,
+		Origin:       discovery.Origin{Name: "smartcar2mqtt", SWVersion: "test", SupportURL: "https://example.invalid/smartcar2mqtt"},
+		PollInterval: 6 * time.Hour,
+		Log:          testLog(e.t),
+	})
+	if err != nil {
+		cancel()
+		e.t.Fatalf("new bridge: %v", err)
+	}
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- b.Run(ctx) }()
+	e.t.Cleanup(func() { r.stop(e.t) })
+	return r
+}
+
+// stop cancels the bridge and waits for Run to return (SPEC: within 10 s).
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("bridge Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("bridge did not stop within 10 s")
+	}
+}
+
+func (e *env) recorder(filters ...string) *recorder {
+	return connectRecorder(e.t, e.userURL, e.user, e.pass, filters...)
+}
+
+// doorCalls are the charge port door POSTs the simulator saw.
+func (e *env) doorCalls() []smartcar.SimRequest {
+	var out []smartcar.SimRequest
+	for _, r := range e.sim.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/charge/charge_port_door") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// ready waits until the bridge is online and has published the door state from its
+// first read, and returns how many messages had been seen by then.
+func ready(r *recorder, state string) int {
+	r.waitPayload(0, discovery.StatusTopic(base), "online")
+	return r.waitPayload(0, teslaTopics.State, state) + 1
+}
+
+func TestDiscoveryIsRetainedAndValid(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		e.startBridge()
+		first := e.recorder(base+"/#", prefix+"/#")
+		ready(first, "closed")
+		first.waitFor("discovery", func(ms []message) bool {
+			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+			return ok
+		})
+
+		// A client arriving later, as Home Assistant does, gets discovery retained.
+		ha := e.recorder(prefix + "/#")
+		msgs := ha.waitFor("discovery of the Tesla", func(ms []message) bool {
+			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+			return ok
+		})
+		cfg, _ := findTopic(msgs, discovery.ConfigTopic(prefix, tesla))
+		if !cfg.Retained {
+			t.Error("discovery config is not retained")
+		}
+		if err := haschema.ValidateStrict(cfg.Topic, []byte(cfg.Payload)); err != nil {
+			t.Errorf("discovery rejected by HA's rules: %v\n%s", err, cfg.Payload)
+		}
+		var doc struct {
+			Cmps map[string]map[string]any `json:"cmps"`
+		}
+		if err := json.Unmarshal([]byte(cfg.Payload), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var cover map[string]any
+		for _, c := range doc.Cmps {
+			if c["p"] == "cover" || c["platform"] == "cover" {
+				cover = c
+			}
+		}
+		if cover == nil {
+			t.Fatalf("no cover component in %s", cfg.Payload)
+		}
+		for key, want := range map[string]any{"device_class": "door", "command_topic": teslaTopics.Command, "state_topic": teslaTopics.State} {
+			if cover[key] != want {
+				t.Errorf("cover %s = %v, want %v", key, cover[key], want)
+			}
+		}
+		if v, ok := cover["payload_stop"]; !ok || v != nil {
+			t.Errorf("cover payload_stop = %v (present %v), want null", v, ok)
+		}
+		// The non-Tesla gets no cover: nothing, or a cleared config.
+		if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, smartcar.SimOtherID)); ok && m.Payload != "" {
+			t.Errorf("non-Tesla got a discovery config: %s", m.Payload)
+		}
+	})
+}
+
+func TestOpenAndCloseCallSmartcarOnce(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{Latency: 50 * time.Millisecond}, func(t *testing.T, e *env) {
+		e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+
+		user.publish(teslaTopics.Command, false, "open")
+		opening := user.waitPayload(n, teslaTopics.State, "opening")
+		open := user.waitPayload(opening, teslaTopics.State, "open")
+		calls := e.doorCalls()
+		if len(calls) != 1 {
+			t.Fatalf("OPEN made %d door calls, want 1: %+v", len(calls), calls)
+		}
+		checkDoorCall(t, calls[0], "OPEN")
+		if !e.sim.ChargePortOpen(tesla) {
+			t.Error("the simulated door did not open")
+		}
+		attrs := user.waitAttributes(open, func(a map[string]any) bool { return a["last_command"] == "OPEN" })
+		if attrs["result"] != "success" || attrs["source"] != "command" || attrs["error"] != nil {
+			t.Errorf("attributes after OPEN = %v", attrs)
+		}
+
+		user.publish(teslaTopics.Command, false, " Close\n")
+		closing := user.waitPayload(open, teslaTopics.State, "closing")
+		user.waitPayload(closing, teslaTopics.State, "closed")
+		calls = e.doorCalls()
+		if len(calls) != 2 {
+			t.Fatalf("after CLOSE, %d door calls, want 2", len(calls))
+		}
+		checkDoorCall(t, calls[1], "CLOSE")
+	})
+}
+
+func checkDoorCall(t *testing.T, r smartcar.SimRequest, action string) {
+	t.Helper()
+	if want := "/v2.0/vehicles/" + tesla + "/tesla/charge/charge_port_door"; r.Path != want {
+		t.Errorf("door call path %q, want %q (lowercase make)", r.Path, want)
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(r.Body), &body); err != nil || len(body) != 1 || body["action"] != action {
+		t.Errorf("door call body %q, want {\"action\":%q}", r.Body, action)
+	}
+	if !strings.HasPrefix(r.Authorization, "Bearer ") || len(r.Authorization) < len("Bearer ")+8 {
+		t.Errorf("door call Authorization %q, want a bearer token", r.Authorization)
+	}
+}
+
+func TestAsleepRevertsStateWithErrorInAttributes(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+
+		e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 409, Type: "VEHICLE_STATE", Code: "ASLEEP"})
+		user.publish(teslaTopics.Command, false, "OPEN")
+		opening := user.waitPayload(n, teslaTopics.State, "opening")
+		user.waitPayload(opening, teslaTopics.State, "closed")
+		attrs := user.waitAttributes(opening, func(a map[string]any) bool { return a["result"] == "error" })
+		errInfo, _ := attrs["error"].(map[string]any)
+		if errInfo["code"] != "ASLEEP" || errInfo["type"] != "VEHICLE_STATE" {
+			t.Errorf("attributes error = %v, want VEHICLE_STATE/ASLEEP", errInfo)
+		}
+		if id, _ := errInfo["request_id"].(string); id == "" {
+			t.Errorf("attributes error carries no request id: %v", errInfo)
+		}
+		if calls := e.doorCalls(); len(calls) != 1 {
+			t.Errorf("a 409 was retried: %d door calls, want 1", len(calls))
+		}
+	})
+}
+
+func TestHomeAssistantBirthRepublishesDiscovery(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		e.startBridge()
+		user := e.recorder(base+"/#", prefix+"/#")
+		n := ready(user, "closed")
+		topic := discovery.ConfigTopic(prefix, tesla)
+
+		// As if the broker lost its retained messages, then HA restarted.
+		user.publish(topic, true, "")
+		cleared := user.waitPayload(n, topic, "")
+		start := time.Now()
+		user.publish(haStatus, false, "online")
+		msgs := user.waitFor("discovery after HA's birth", func(ms []message) bool {
+			for _, m := range ms[cleared+1:] {
+				if m.Topic == topic && m.Payload != "" {
+					return true
+				}
+			}
+			return false
+		})
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("discovery came back after %s, SPEC says within 5 s", d)
+		}
+		// States follow discovery.
+		user.waitPayload(len(msgs)-1, teslaTopics.State, "closed")
+		// And a late subscriber sees the config retained again.
+		late := e.recorder(topic)
+		late.waitFor("retained config", func(ms []message) bool { return len(ms) > 0 && ms[0].Retained && ms[0].Payload != "" })
+	})
+}
+
+func TestRetainedCommandIsIgnored(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		// Left behind by a careless automation before the daemon starts.
+		e.recorder().publish(teslaTopics.Command, true, "OPEN")
+		e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+
+		// A refresh after start proves the bridge has handled what it was sent.
+		user.publish(teslaTopics.Refresh, false, "")
+		user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" })
+		if calls := e.doorCalls(); len(calls) != 0 {
+			t.Fatalf("a retained OPEN caused %d door calls", len(calls))
+		}
+		if e.sim.ChargePortOpen(tesla) {
+			t.Error("the door opened from a retained command")
+		}
+	})
+}
+
+func TestBadPayloadsAreIgnored(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+
+		for _, p := range []string{"", "STOP", "open the door", "{\"action\":\"OPEN\"}", "\x00\xff", strings.Repeat("A", 70000), "OPEN CLOSE"} {
+			user.publish(teslaTopics.Command, false, p)
+		}
+		user.publish(base+"/no-such-vehicle/charge_port/set", false, "OPEN")
+		// Still serving: a good command after the garbage works, and is the only call.
+		user.publish(teslaTopics.Command, false, "OPEN")
+		user.waitPayload(n, teslaTopics.State, "open")
+		if calls := e.doorCalls(); len(calls) != 1 {
+			t.Fatalf("%d door calls, want exactly the 1 good OPEN", len(calls))
+		}
+	})
+}
+
+// waitAttributes waits for an attributes message after `after` that satisfies ok.
+func (r *recorder) waitAttributes(after int, ok func(map[string]any) bool) map[string]any {
+	r.t.Helper()
+	var found map[string]any
+	r.waitFor("attributes", func(ms []message) bool {
+		for i := after; i < len(ms); i++ {
+			if ms[i].Topic != teslaTopics.Attributes {
+				continue
+			}
+			var a map[string]any
+			if json.Unmarshal([]byte(ms[i].Payload), &a) == nil && ok(a) {
+				found = a
+				return true
+			}
+		}
+		return false
+	})
+	return found
+}
+
+func findTopic(ms []message, topic string) (message, bool) {
+	for i := len(ms) - 1; i >= 0; i-- {
+		if ms[i].Topic == topic {
+			return ms[i], true
+		}
+	}
+	return message{}, false
+}

@@ -1,0 +1,71 @@
+package bridge
+
+import (
+	"testing"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+func TestEmbeddedBrokerRefusesWrongCredentials(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	for _, c := range []struct{ user, pass string }{{"", ""}, {haUser, "wrong"}, {haUser, "ha-secret"}, {e.mqtt.Username, e.mqtt.Password}} {
+		opts := mqtt.NewClientOptions().AddBroker(e.userURL).SetUsername(c.user).SetPassword(c.pass).SetClientID("intruder").SetAutoReconnect(false)
+		cl := mqtt.NewClient(opts)
+		tok := cl.Connect()
+		tok.Wait()
+		if tok.Error() == nil {
+			cl.Disconnect(0)
+			t.Errorf("user %q with password %q was let in", c.user, c.pass)
+		}
+	}
+}
+
+func TestEmbeddedBrokerGuardsTheDaemonsState(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e.startBridge()
+	watcher := e.recorder(base + "/#")
+	n := ready(watcher, "closed")
+
+	// Home Assistant's account may not forge the door state (QoS 0: a refused QoS 1
+	// publish would also cost the spoofer its connection), but may send commands.
+	spoofer := e.recorder()
+	if tok := spoofer.client.Publish(teslaTopics.State, 0, true, "open"); !tok.WaitTimeout(5e9) {
+		t.Fatal("publish did not complete")
+	}
+	spoofer.publish(teslaTopics.Command, false, "OPEN")
+	opening := watcher.waitPayload(n, teslaTopics.State, "opening")
+	for _, m := range mustMessages(watcher)[n:opening] {
+		if m.Topic == teslaTopics.State && m.Payload == "open" {
+			t.Fatalf("a forged state reached subscribers: %+v", m)
+		}
+	}
+}
+
+func mustMessages(r *recorder) []message {
+	ms, _ := r.snapshot()
+	return ms
+}
+
+func TestEmbeddedBrokerKeepsRetainedAcrossRestart(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	run := e.startBridge()
+	ready(e.recorder(base+"/#"), "closed")
+	e.recorder().publish("somebody/else/retained", true, "kept")
+	run.stop(t)
+	e.broker.Close()
+
+	// Same DATA_DIR, new broker, no bridge running: the retained messages are there.
+	e.startEmbedded()
+	late := e.recorder(prefix+"/#", "somebody/#", base+"/#")
+	late.waitPayload(0, "somebody/else/retained", "kept")
+	late.waitFor("retained discovery", func(ms []message) bool {
+		m, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+		return ok && m.Retained && m.Payload != ""
+	})
+	// The bridge said offline on its way out, and that is kept too.
+	late.waitPayload(0, discovery.StatusTopic(base), "offline")
+	late.waitPayload(0, teslaTopics.State, "closed")
+}

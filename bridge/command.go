@@ -1,0 +1,61 @@
+package bridge
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// parseCommand turns a cover command payload into an action: OPEN or CLOSE, trimmed
+// and case-insensitive (SPEC §4). Anything else is an error, and no Smartcar call.
+func parseCommand(payload []byte) (smartcar.Action, error) {
+	switch s := strings.ToUpper(strings.TrimSpace(string(payload))); s {
+	case string(smartcar.Open):
+		return smartcar.Open, nil
+	case string(smartcar.Close):
+		return smartcar.Close, nil
+	default:
+		return "", fmt.Errorf("command %s is not OPEN or CLOSE", quoteForLog(payload))
+	}
+}
+
+// route is what a message on one of the daemon's topics asks for.
+type route struct {
+	vehicleID string
+	kind      routeKind
+}
+
+type routeKind int
+
+const (
+	routeNone routeKind = iota
+	routeCommand
+	routeRefresh
+)
+
+// parseTopic recognises base/<vehicle>/charge_port/set and base/<vehicle>/refresh.
+func parseTopic(base, topic string) route {
+	rest, ok := strings.CutPrefix(topic, base+"/")
+	if !ok {
+		return route{}
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 3 && parts[1] == "charge_port" && parts[2] == "set":
+		return route{vehicleID: parts[0], kind: routeCommand}
+	case len(parts) == 2 && parts[1] == "refresh":
+		return route{vehicleID: parts[0], kind: routeRefresh}
+	}
+	return route{}
+}
+
+// quoteForLog shows a payload safely in a log line: quoted, and cut short, since it
+// comes from anyone who can publish to the broker.
+func quoteForLog(payload []byte) string {
+	const max = 64
+	if len(payload) > max {
+		return fmt.Sprintf("%q… (%d bytes)", payload[:max], len(payload))
+	}
+	return fmt.Sprintf("%q", payload)
+}

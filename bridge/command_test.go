@@ -1,0 +1,121 @@
+package bridge
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		payload string
+		want    smartcar.Action
+		wantErr bool
+	}{
+		{"OPEN", smartcar.Open, false},
+		{"CLOSE", smartcar.Close, false},
+		{"open", smartcar.Open, false},
+		{" Close \n", smartcar.Close, false},
+		{"\tOPEN\r\n", smartcar.Open, false},
+		{"", "", true},
+		{"STOP", "", true},
+		{"OPENED", "", true},
+		{"OPEN CLOSE", "", true},
+		{`{"action":"OPEN"}`, "", true},
+		{"\x00OPEN", "", true},
+		{strings.Repeat("x", 1<<16), "", true},
+	}
+	for _, tt := range tests {
+		got, err := parseCommand([]byte(tt.payload))
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseCommand(%.20q) = %q, %v; want %q, error %v", tt.payload, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && len(err.Error()) > 200 {
+			t.Errorf("parseCommand error for a %d-byte payload is %d bytes long: payloads must be cut in logs", len(tt.payload), len(err.Error()))
+		}
+	}
+}
+
+func TestParseTopic(t *testing.T) {
+	tests := []struct {
+		topic string
+		want  route
+	}{
+		{"smartcar2mqtt/V1/charge_port/set", route{"V1", routeCommand}},
+		{"smartcar2mqtt/V1/refresh", route{"V1", routeRefresh}},
+		{"smartcar2mqtt/V1/charge_port/state", route{}},
+		{"smartcar2mqtt/V1/charge_port/set/x", route{}},
+		{"smartcar2mqtt/status", route{}},
+		{"other/V1/refresh", route{}},
+		{"smartcar2mqttX/V1/refresh", route{}},
+		{"homeassistant/status", route{}},
+	}
+	for _, tt := range tests {
+		if got := parseTopic("smartcar2mqtt", tt.topic); got != tt.want {
+			t.Errorf("parseTopic(%q) = %+v, want %+v", tt.topic, got, tt.want)
+		}
+	}
+}
+
+func TestMailboxKeepsOnlyTheLatestCommand(t *testing.T) {
+	m := newMailbox()
+	m.putCommand(smartcar.Open)
+	m.putCommand(smartcar.Close)
+	if j, a := m.take(); j != jobCommand || a != smartcar.Close {
+		t.Fatalf("take = %v %q, want the latest command CLOSE", j, a)
+	}
+	// CLOSE in flight: another CLOSE is dropped, OPEN queues, then CLOSE again cancels it.
+	if m.putCommand(smartcar.Close) {
+		t.Error("a command equal to the one in flight was queued")
+	}
+	if !m.putCommand(smartcar.Open) {
+		t.Error("OPEN while CLOSE is in flight was not queued")
+	}
+	m.putCommand(smartcar.Close)
+	if j, _ := m.take(); j != jobNone {
+		t.Errorf("take = %v; the latest wish equals the command in flight, so nothing is pending", j)
+	}
+	m.done()
+	if !m.putCommand(smartcar.Close) {
+		t.Error("after done, CLOSE was not queued")
+	}
+}
+
+func TestMailboxOrderAndCoalescing(t *testing.T) {
+	m := newMailbox()
+	m.requestRead()
+	m.requestRead()
+	m.putCommand(smartcar.Open)
+	m.requestRepublish()
+	var got []job
+	for {
+		j, _ := m.take()
+		if j == jobNone {
+			break
+		}
+		got = append(got, j)
+	}
+	want := []job{jobRepublish, jobCommand, jobRead}
+	if len(got) != len(want) {
+		t.Fatalf("jobs %v, want %v (reads coalesced)", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("jobs %v, want %v", got, want)
+		}
+	}
+}
+
+func BenchmarkMailboxPutCommand(b *testing.B) {
+	m := newMailbox()
+	actions := []smartcar.Action{smartcar.Open, smartcar.Close}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		m.putCommand(actions[i%2])
+		select {
+		case <-m.wake:
+		default:
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package bridge
+
+import (
+	"testing"
+	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// Every refresh rotates the refresh token and the simulator refuses a used one, so a
+// restart works only if the rotated pair reached DATA_DIR before it was used.
+func TestRestartAfterTokenRotation(t *testing.T) {
+	// Access tokens shorter than the early-refresh window: every call refreshes.
+	e := newEnv(t, "mochi", smartcar.SimOptions{AccessTTL: time.Minute})
+	first := e.startBridge()
+	user := e.recorder(base + "/#")
+	n := ready(user, "closed")
+	user.publish(teslaTopics.Command, false, "OPEN")
+	n = user.waitPayload(n, teslaTopics.State, "open")
+	first.stop(t)
+
+	e.seed = "" // only the token store can start the second run
+	e.startBridge()
+	user.waitPayload(n, discovery.StatusTopic(base), "online")
+	// Its first read needed a refresh with the stored, rotated token.
+	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.publish(teslaTopics.Command, false, "CLOSE")
+	user.waitPayload(n, teslaTopics.State, "closed")
+
+	refused := 0
+	for _, r := range e.sim.Requests() {
+		if r.Path == "/oauth/token" && r.Status != 200 {
+			refused++
+		}
+	}
+	if refused != 0 {
+		t.Errorf("the token endpoint refused %d refreshes", refused)
+	}
+}
+
+func TestShutdownPublishesOfflineQuickly(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{Latency: time.Hour}, func(t *testing.T, e *env) {
+		run := e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+		// A command stuck at the car must not hold the stop beyond the grace.
+		user.publish(teslaTopics.Command, false, "OPEN")
+		n = user.waitPayload(n, teslaTopics.State, "opening")
+		start := time.Now()
+		run.stop(t)
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("stop took %s, SPEC says under 10 s", d)
+		}
+		user.waitPayload(n, discovery.StatusTopic(base), "offline")
+	})
+}

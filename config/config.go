@@ -1,0 +1,524 @@
+// Package config turns environment variables into a validated Config and
+// writes the --help text.
+//
+// The variables are declared once, as envconfig struct tags on Config
+// (`envconfig` = variable name, `default`, `desc`, plus `defaultdoc` for what
+// --help shows when there is no literal default). Everything else is derived
+// from those tags: loading, the "empty means unset" rule, and Usage.
+//
+// Why Load does not call envconfig.Process: Process reads the process
+// environment directly (it cannot be given a lookup function, so tests would
+// have to mutate global state) and it treats `KEY=` as set, which the SPEC
+// forbids (an empty value in a compose .env counts as unset), and it stops at
+// the first error, where we must report every problem. Working around those
+// would mean unsetting variables in the live environment. Instead LoadFrom
+// walks the same tags itself and decodes the field types used here
+// (string, Secret, bool, time.Duration, []string) with the same parsers
+// envconfig uses (strconv.ParseBool, time.ParseDuration, comma split), so
+// the tags remain valid envconfig tags: a test checks that envconfig.Process
+// and LoadFrom agree on a fully populated environment. Usage still goes
+// through envconfig (Usagef), so --help is generated from the very same tags.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Config is every SPEC §3 variable, typed. Field names mirror the variable
+// names so callers can guess them. After a successful Load:
+//   - SmartcarVehicleIDs is trimmed, free of empty entries and duplicates;
+//     empty means "all vehicles on the account";
+//   - SmartcarMode, LogLevel and LogFormat are lower case;
+//   - HTTPListen is "" when the HTTP server is disabled (HTTP_LISTEN=off).
+type Config struct {
+	SmartcarClientID     string        `envconfig:"SMARTCAR_CLIENT_ID" defaultdoc:"required for run/auth" desc:"Smartcar application client id"`
+	SmartcarClientSecret Secret        `envconfig:"SMARTCAR_CLIENT_SECRET" defaultdoc:"required for run/auth" desc:"Smartcar application client secret; never logged"`
+	SmartcarRedirectURI  string        `envconfig:"SMARTCAR_REDIRECT_URI" default:"http://localhost:8000/callback" desc:"redirect URI served by auth; must match the Smartcar dashboard"`
+	SmartcarMode         string        `envconfig:"SMARTCAR_MODE" default:"live" desc:"Connect mode: live, simulated or test"`
+	SmartcarRefreshToken Secret        `envconfig:"SMARTCAR_REFRESH_TOKEN" desc:"seeds the token store when it is empty; ignored once the store holds a newer token; never logged"`
+	SmartcarVehicleIDs   []string      `envconfig:"SMARTCAR_VEHICLE_IDS" defaultdoc:"all" desc:"comma-separated vehicle ids to bridge"`
+	SmartcarAPIURL       string        `envconfig:"SMARTCAR_API_URL" default:"https://api.smartcar.com/v2.0" desc:"Smartcar API base URL"`
+	SmartcarTokenURL     string        `envconfig:"SMARTCAR_TOKEN_URL" default:"https://auth.smartcar.com/oauth/token" desc:"Smartcar OAuth token endpoint"`
+	SmartcarConnectURL   string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
+	SmartcarPollInterval time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state (one Smartcar call per vehicle); 0 disables"`
+	SmartcarTimeout      time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
+
+	MQTTURL       string `envconfig:"MQTT_URL" defaultdoc:"embedded broker" desc:"external broker: tcp://host:1883, ssl://host:8883, ws://..., wss://... (also mqtt://, mqtts://); unset runs the embedded broker"`
+	MQTTUsername  string `envconfig:"MQTT_USERNAME" desc:"username on the external broker"`
+	MQTTPassword  Secret `envconfig:"MQTT_PASSWORD" desc:"password on the external broker; never logged"`
+	MQTTCAFile    string `envconfig:"MQTT_CA_FILE" desc:"extra CA certificate (PEM file) for ssl:// and wss://"`
+	MQTTClientID  string `envconfig:"MQTT_CLIENT_ID" default:"smartcar2mqtt" desc:"MQTT client id"`
+	MQTTBaseTopic string `envconfig:"MQTT_BASE_TOPIC" default:"smartcar2mqtt" desc:"root of the daemon's own topics"`
+
+	HADiscoveryPrefix string `envconfig:"HA_DISCOVERY_PREFIX" default:"homeassistant" desc:"Home Assistant MQTT discovery prefix"`
+	HAStatusTopic     string `envconfig:"HA_STATUS_TOPIC" default:"homeassistant/status" desc:"Home Assistant's birth topic (online there re-sends discovery)"`
+
+	BrokerListen         string `envconfig:"BROKER_LISTEN" default:":1883" desc:"embedded broker address (used only when MQTT_URL is unset)"`
+	BrokerUsername       string `envconfig:"BROKER_USERNAME" desc:"embedded broker account (Home Assistant's); required with BROKER_PASSWORD unless BROKER_ALLOW_ANONYMOUS=true"`
+	BrokerPassword       Secret `envconfig:"BROKER_PASSWORD" desc:"password of BROKER_USERNAME; never logged"`
+	BrokerAllowAnonymous bool   `envconfig:"BROKER_ALLOW_ANONYMOUS" default:"false" desc:"let clients connect to the embedded broker without credentials"`
+	BrokerTLSCert        string `envconfig:"BROKER_TLS_CERT" desc:"PEM certificate file; with BROKER_TLS_KEY the embedded broker also listens with TLS on BROKER_TLS_LISTEN"`
+	BrokerTLSKey         string `envconfig:"BROKER_TLS_KEY" desc:"PEM private key file for BROKER_TLS_CERT"`
+	BrokerTLSListen      string `envconfig:"BROKER_TLS_LISTEN" default:":8883" desc:"embedded broker TLS address (only with BROKER_TLS_CERT and BROKER_TLS_KEY)"`
+
+	DataDir    string `envconfig:"DATA_DIR" default:"./data" desc:"token store, vehicle cache, broker's retained store (/data in the container image; demo uses a temporary directory unless this is set)"`
+	HTTPListen string `envconfig:"HTTP_LISTEN" default:":8080" desc:"address of /healthz and /metrics; off disables"`
+	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat  string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+
+	// set records which variables had a non-empty value, for IsSet.
+	// Unexported, so envconfig and the variable walk ignore it.
+	set map[string]bool
+}
+
+// HTTPListenOff is the HTTP_LISTEN value that disables the HTTP server.
+//
+// The SPEC says both "an empty value counts as unset" (so HTTP_LISTEN= means
+// the default :8080) and "HTTP_LISTEN: empty disables". The general rule
+// wins: compose files commonly pass `HTTP_LISTEN=${HTTP_LISTEN}`, which
+// yields an empty value whenever the user did not set it, and silently
+// losing /healthz would make the container's HEALTHCHECK fail. Disabling
+// therefore takes an explicit word, "off" (case-insensitive); Load then
+// leaves Config.HTTPListen empty.
+const HTTPListenOff = "off"
+
+// EmbeddedBroker reports whether the daemon runs its own broker, i.e.
+// MQTT_URL is unset.
+func (c *Config) EmbeddedBroker() bool { return c.MQTTURL == "" }
+
+// HTTPEnabled reports whether /healthz and /metrics are served
+// (HTTP_LISTEN is not "off").
+func (c *Config) HTTPEnabled() bool { return c.HTTPListen != "" }
+
+// BrokerTLS reports whether the embedded broker also listens with TLS
+// (both BROKER_TLS_CERT and BROKER_TLS_KEY are set).
+func (c *Config) BrokerTLS() bool { return c.BrokerTLSCert != "" && c.BrokerTLSKey != "" }
+
+// IsSet reports whether the variable had a non-empty value, as opposed to
+// running on its default. `demo` needs this for DATA_DIR (a temporary
+// directory unless DATA_DIR is set), which a default value cannot express.
+func (c *Config) IsSet(variable string) bool { return c.set[variable] }
+
+// Problem is one thing wrong with one variable.
+type Problem struct {
+	Var    string // the environment variable, e.g. SMARTCAR_TIMEOUT
+	Reason string // never contains a secret's value
+}
+
+func (p Problem) String() string { return p.Var + ": " + p.Reason }
+
+// Error is a configuration that cannot be used: every problem found, not
+// just the first, so a user fixes their .env in one go. main maps it to
+// exit code 2.
+type Error struct {
+	Problems []Problem // sorted by Var, then Reason
+}
+
+// Error lists every problem, one per line, sorted by variable name.
+func (e *Error) Error() string {
+	ps := slices.Clone(e.Problems)
+	sortProblems(ps)
+	var b strings.Builder
+	b.WriteString("invalid configuration (see smartcar2mqtt --help):")
+	for _, p := range ps {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+func sortProblems(ps []Problem) {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if c := strings.Compare(a.Var, b.Var); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+}
+
+// LookupFunc reports a variable's value and whether it is present, like
+// os.LookupEnv.
+type LookupFunc func(key string) (string, bool)
+
+// Map returns a LookupFunc over m, for tests and for callers that build an
+// environment by hand.
+func Map(m map[string]string) LookupFunc {
+	return func(key string) (string, bool) {
+		v, ok := m[key]
+		return v, ok
+	}
+}
+
+// Load reads the process environment; see LoadFrom.
+func Load(command string) (*Config, error) { return LoadFrom(command, os.LookupEnv) }
+
+// LoadFrom builds and validates a Config from lookup, for command "run",
+// "auth" or "demo" (any other command, e.g. "healthcheck", requires nothing
+// but still gets every value checked). A nil lookup means an empty
+// environment. It never changes the process environment.
+//
+// A value that is empty or only whitespace counts as unset and gets the
+// default. Values are trimmed, except secrets, which are taken verbatim.
+//
+// On any problem it returns nil and an *Error holding every problem.
+// Required variables depend on the command: SMARTCAR_CLIENT_ID and
+// SMARTCAR_CLIENT_SECRET for run and auth; BROKER_USERNAME and
+// BROKER_PASSWORD for run with the embedded broker unless
+// BROKER_ALLOW_ANONYMOUS=true. Demo requires nothing. Every other rule
+// applies to every command, because a bad value is bad whatever the command.
+func LoadFrom(command string, lookup LookupFunc) (*Config, error) {
+	if lookup == nil {
+		lookup = func(string) (string, bool) { return "", false }
+	}
+	cfg := &Config{set: map[string]bool{}}
+	c := &checker{unparsed: map[string]bool{}}
+	for _, v := range variables(cfg) {
+		raw, _ := lookup(v.key)
+		if !v.secret {
+			raw = strings.TrimSpace(raw)
+		}
+		if strings.TrimSpace(raw) == "" {
+			raw = v.def
+		} else {
+			cfg.set[v.key] = true
+		}
+		if raw == "" {
+			continue // no value, no default: the zero value
+		}
+		if reason := decode(raw, v.field); reason != "" {
+			c.add(v.key, reason)
+			c.unparsed[v.key] = true
+		}
+	}
+	c.validate(cfg, command)
+	if len(c.problems) > 0 {
+		sortProblems(c.problems)
+		return nil, &Error{Problems: c.problems}
+	}
+	return cfg, nil
+}
+
+// variable is one tagged Config field.
+type variable struct {
+	key, def, defaultDoc, desc string
+	field                      reflect.Value // settable
+	secret                     bool
+}
+
+// variables lists Config's tagged fields in declaration order, bound to c.
+func variables(c *Config) []variable {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	secretType := reflect.TypeFor[Secret]()
+	out := make([]variable, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("envconfig")
+		if !f.IsExported() || key == "" {
+			continue
+		}
+		out = append(out, variable{
+			key:        key,
+			def:        f.Tag.Get("default"),
+			defaultDoc: f.Tag.Get("defaultdoc"),
+			desc:       f.Tag.Get("desc"),
+			field:      v.Field(i),
+			secret:     f.Type == secretType,
+		})
+	}
+	return out
+}
+
+// decode sets field from raw and returns "" or a reason. Reasons quote raw:
+// only Secret fields hold secrets, and decoding a Secret cannot fail.
+func decode(raw string, field reflect.Value) string {
+	switch p := field.Addr().Interface().(type) {
+	case *string:
+		*p = raw
+	case *Secret:
+		*p = Secret(raw)
+	case *bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Sprintf("%q is not a boolean (use true or false)", raw)
+		}
+		*p = b
+	case *time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Sprintf("%q is not a duration (examples: 90s, 15m, 6h)", raw)
+		}
+		*p = d
+	case *[]string:
+		*p = splitList(raw)
+	default:
+		// A programming error (a new field of an unsupported type); the
+		// tests decode every field, so this cannot ship.
+		return fmt.Sprintf("unsupported field type %s", field.Type())
+	}
+	return ""
+}
+
+// splitList splits a comma-separated list, trimming entries and dropping
+// empty and repeated ones ("a, ,b,a" is [a b]).
+func splitList(raw string) []string {
+	var out []string
+	for _, s := range strings.Split(raw, ",") {
+		s = strings.TrimSpace(s)
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checker collects problems. unparsed holds variables whose value did not
+// decode: their field holds a zero value, so the rules skip them rather
+// than report a second, misleading problem.
+type checker struct {
+	problems []Problem
+	unparsed map[string]bool
+}
+
+func (c *checker) add(key, reason string) {
+	c.problems = append(c.problems, Problem{Var: key, Reason: reason})
+}
+
+// check adds a problem for key if reason is not empty and key decoded.
+func (c *checker) check(key, reason string) {
+	if reason != "" && !c.unparsed[key] {
+		c.add(key, reason)
+	}
+}
+
+func (c *checker) validate(cfg *Config, command string) {
+	if command == "run" || command == "auth" {
+		c.required("SMARTCAR_CLIENT_ID", cfg.SmartcarClientID, "required for "+command)
+		c.required("SMARTCAR_CLIENT_SECRET", cfg.SmartcarClientSecret.Reveal(), "required for "+command)
+	}
+	c.check("SMARTCAR_MODE", oneOf(&cfg.SmartcarMode, "live", "simulated", "test"))
+	for _, u := range []struct{ key, val string }{
+		{"SMARTCAR_API_URL", cfg.SmartcarAPIURL},
+		{"SMARTCAR_TOKEN_URL", cfg.SmartcarTokenURL},
+		{"SMARTCAR_CONNECT_URL", cfg.SmartcarConnectURL},
+		{"SMARTCAR_REDIRECT_URI", cfg.SmartcarRedirectURI},
+	} {
+		c.check(u.key, httpURL(u.val))
+	}
+	if cfg.SmartcarPollInterval < 0 {
+		c.check("SMARTCAR_POLL_INTERVAL", fmt.Sprintf("%s is negative (0 disables polling)", cfg.SmartcarPollInterval))
+	}
+	if cfg.SmartcarTimeout <= 0 {
+		c.check("SMARTCAR_TIMEOUT", fmt.Sprintf("%s must be greater than 0", cfg.SmartcarTimeout))
+	}
+	for _, id := range cfg.SmartcarVehicleIDs {
+		if strings.ContainsAny(id, "/+#") || strings.ContainsFunc(id, unicode.IsSpace) {
+			c.check("SMARTCAR_VEHICLE_IDS", fmt.Sprintf("%q is not a valid vehicle id: it must not contain whitespace or any of / + #", id))
+		}
+	}
+
+	if cfg.MQTTURL != "" {
+		c.check("MQTT_URL", mqttURL(cfg.MQTTURL))
+	}
+	if cfg.MQTTPassword != "" && cfg.MQTTUsername == "" {
+		c.check("MQTT_USERNAME", "required when MQTT_PASSWORD is set")
+	}
+	c.check("MQTT_CA_FILE", readable(cfg.MQTTCAFile))
+	c.check("MQTT_BASE_TOPIC", topic(cfg.MQTTBaseTopic, true))
+	c.check("HA_DISCOVERY_PREFIX", topic(cfg.HADiscoveryPrefix, true))
+	c.check("HA_STATUS_TOPIC", topic(cfg.HAStatusTopic, false))
+
+	c.brokerCredentials(cfg, command)
+	switch {
+	case cfg.BrokerTLSCert != "" && cfg.BrokerTLSKey == "":
+		c.check("BROKER_TLS_KEY", "required when BROKER_TLS_CERT is set")
+	case cfg.BrokerTLSKey != "" && cfg.BrokerTLSCert == "":
+		c.check("BROKER_TLS_CERT", "required when BROKER_TLS_KEY is set")
+	}
+	c.check("BROKER_TLS_CERT", readable(cfg.BrokerTLSCert))
+	c.check("BROKER_TLS_KEY", readable(cfg.BrokerTLSKey))
+
+	if strings.EqualFold(cfg.HTTPListen, HTTPListenOff) {
+		cfg.HTTPListen = ""
+	}
+	c.listeners(cfg)
+
+	c.check("LOG_LEVEL", oneOf(&cfg.LogLevel, "debug", "info", "warn", "error"))
+	c.check("LOG_FORMAT", oneOf(&cfg.LogFormat, "text", "json"))
+}
+
+func (c *checker) required(key, val, reason string) {
+	if val == "" {
+		c.check(key, reason)
+	}
+}
+
+// brokerCredentials: the embedded broker never allows everyone unless asked,
+// so `run` without MQTT_URL needs Home Assistant's account. Half an account
+// is always a mistake, whatever the command.
+func (c *checker) brokerCredentials(cfg *Config, command string) {
+	user, pass := cfg.BrokerUsername != "", cfg.BrokerPassword != ""
+	switch {
+	case user && !pass:
+		c.check("BROKER_PASSWORD", "required when BROKER_USERNAME is set")
+	case pass && !user:
+		c.check("BROKER_USERNAME", "required when BROKER_PASSWORD is set")
+	case !user && !pass && command == "run" && cfg.EmbeddedBroker() &&
+		!cfg.BrokerAllowAnonymous && !c.unparsed["BROKER_ALLOW_ANONYMOUS"]:
+		const why = "required for the embedded broker (MQTT_URL is unset) unless BROKER_ALLOW_ANONYMOUS=true"
+		c.check("BROKER_USERNAME", why)
+		c.check("BROKER_PASSWORD", why)
+	}
+}
+
+// listeners checks every address the process may listen on, and that two
+// enabled listeners do not share one.
+func (c *checker) listeners(cfg *Config) {
+	type listener struct {
+		key, addr string
+		enabled   bool
+	}
+	ls := []listener{
+		{"BROKER_LISTEN", cfg.BrokerListen, cfg.EmbeddedBroker()},
+		{"BROKER_TLS_LISTEN", cfg.BrokerTLSListen, cfg.EmbeddedBroker() && cfg.BrokerTLS()},
+		{"HTTP_LISTEN", cfg.HTTPListen, cfg.HTTPEnabled()},
+	}
+	for i, l := range ls {
+		if l.addr == "" {
+			continue // HTTP_LISTEN=off
+		}
+		reason := hostPort(l.addr)
+		c.check(l.key, reason)
+		if reason != "" || !l.enabled {
+			continue
+		}
+		for _, earlier := range ls[:i] {
+			if earlier.enabled && earlier.addr == l.addr && !c.unparsed[earlier.key] {
+				c.check(l.key, fmt.Sprintf("%q is also %s", l.addr, earlier.key))
+			}
+		}
+	}
+}
+
+// oneOf lower-cases *val and reports whether it is one of allowed.
+func oneOf(val *string, allowed ...string) string {
+	*val = strings.ToLower(*val)
+	if slices.Contains(allowed, *val) {
+		return ""
+	}
+	return fmt.Sprintf("%q is not one of %s", *val, strings.Join(allowed, ", "))
+}
+
+// parseURL parses raw without letting url.Parse's error, which quotes the
+// whole URL (and so any credentials in it), into a reason.
+func parseURL(raw string) (*url.URL, string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "is not a valid URL: " + err.Error()
+	}
+	return u, ""
+}
+
+func httpURL(raw string) string {
+	u, reason := parseURL(raw)
+	switch {
+	case reason != "":
+		return reason
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("%q is not an absolute http:// or https:// URL", u.Redacted())
+	case u.Hostname() == "":
+		return fmt.Sprintf("%q has no host", u.Redacted())
+	}
+	return ""
+}
+
+// mqttURL accepts the schemes paho understands for a broker. Credentials in
+// the URL are refused: the URL is logged, MQTT_PASSWORD is not.
+func mqttURL(raw string) string {
+	u, reason := parseURL(raw)
+	switch {
+	case reason != "":
+		return reason
+	case u.User != nil:
+		return "must not contain credentials: use MQTT_USERNAME and MQTT_PASSWORD"
+	case !slices.Contains([]string{"tcp", "ssl", "ws", "wss", "mqtt", "mqtts"}, u.Scheme):
+		return fmt.Sprintf("%q: the scheme must be tcp, ssl, ws, wss, mqtt or mqtts (e.g. tcp://host:1883)", u.Redacted())
+	case u.Hostname() == "":
+		return fmt.Sprintf("%q has no host (e.g. tcp://host:1883)", u.Redacted())
+	}
+	return ""
+}
+
+// readable checks a file we will open later, so a typo in a path is a
+// configuration error at start-up rather than a failure minutes in.
+func readable(path string) string {
+	if path == "" {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Sprintf("cannot read %q: %v", path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return fmt.Sprintf("%q is a directory, not a file", path)
+	}
+	return ""
+}
+
+// topic checks a topic we publish to or subscribe to literally. prefix
+// marks a root under which we build topics ("base/V/..."): a leading or
+// trailing slash or an empty level there would produce odd topics.
+func topic(t string, prefix bool) string {
+	switch {
+	case t == "":
+		return "must not be empty"
+	case strings.ContainsAny(t, "+#"):
+		return fmt.Sprintf("%q must not contain the MQTT wildcards + or #", t)
+	case strings.ContainsRune(t, 0) || !utf8.ValidString(t):
+		return "must be valid UTF-8 without NUL characters"
+	case len(t) > 65535:
+		return "is longer than MQTT's 65535 bytes"
+	case strings.HasPrefix(t, "$"):
+		return fmt.Sprintf("%q must not start with $ (reserved for the broker)", t)
+	case prefix && (strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/")):
+		return fmt.Sprintf("%q must not start or end with /", t)
+	case prefix && strings.Contains(t, "//"):
+		return fmt.Sprintf("%q must not contain an empty level (//)", t)
+	}
+	return ""
+}
+
+// hostPort checks a listen address such as ":8080" or "127.0.0.1:1883".
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("%q is not host:port (e.g. :8080 or 127.0.0.1:8080)", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Sprintf("%q: the port must be a number from 0 to 65535", addr)
+	}
+	if strings.ContainsFunc(host, unicode.IsSpace) {
+		return fmt.Sprintf("%q: the host must not contain whitespace", addr)
+	}
+	return ""
+}

@@ -1,0 +1,312 @@
+// Package discovery builds Home Assistant MQTT discovery payloads and the
+// topics they point at. Everything here is a pure function of its inputs: the
+// bridge decides when to publish, this package decides what.
+//
+// We use device-based discovery (Home Assistant 2024.11+): one retained
+// message per vehicle at <prefix>/device/smartcar2mqtt_<vehicleID>/config
+// carrying the device block, the origin block, availability shared by every
+// entity, and the entities themselves under "cmps". One message per vehicle
+// means one publish on connect and one empty payload to remove the vehicle.
+package discovery
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Payloads and states shared with the bridge, so both sides of a topic agree.
+const (
+	// PayloadOnline and PayloadOffline are Home Assistant's default
+	// availability payloads; the bridge publishes them on the status and
+	// availability topics.
+	PayloadOnline  = "online"
+	PayloadOffline = "offline"
+
+	// PayloadOpen and PayloadClose are what Home Assistant sends on the
+	// cover's command topic.
+	PayloadOpen  = "OPEN"
+	PayloadClose = "CLOSE"
+
+	// StateOpen etc. are what the bridge publishes on the cover's state topic.
+	StateOpen    = "open"
+	StateClosed  = "closed"
+	StateOpening = "opening"
+	StateClosing = "closing"
+
+	// IDPrefix namespaces our device identifiers, unique ids and object ids
+	// so they cannot collide with another integration's.
+	IDPrefix = "smartcar2mqtt_"
+)
+
+// Settings are the installation-wide inputs to discovery.
+type Settings struct {
+	Prefix    string // HA_DISCOVERY_PREFIX, e.g. "homeassistant"
+	BaseTopic string // MQTT_BASE_TOPIC, e.g. "smartcar2mqtt"
+	Origin    Origin
+}
+
+// Origin identifies this application to Home Assistant (shown in its logs
+// and on the device page). Name is required by Home Assistant.
+type Origin struct {
+	Name, SWVersion, SupportURL string
+}
+
+// Vehicle is what discovery needs to know about one car.
+type Vehicle struct {
+	ID, Make, Model string
+	Year            int
+	// ChargePortDoor says whether the charge port cover is offered (Smartcar
+	// has the door command for Tesla only).
+	ChargePortDoor bool
+}
+
+// Topics are one vehicle's topics under the base topic (SPEC §4).
+type Topics struct {
+	Availability, Command, State, Attributes, Refresh string
+}
+
+// StatusTopic is the bridge-wide online/offline topic (the MQTT will).
+func StatusTopic(base string) string { return base + "/status" }
+
+// VehicleTopics returns the per-vehicle topics. It does not validate the id;
+// Config and ValidateVehicleID do.
+func VehicleTopics(base, vehicleID string) Topics {
+	v := base + "/" + vehicleID
+	return Topics{
+		Availability: v + "/availability",
+		Command:      v + "/charge_port/set",
+		State:        v + "/charge_port/state",
+		Attributes:   v + "/charge_port/attributes",
+		Refresh:      v + "/refresh",
+	}
+}
+
+// ObjectID is the vehicle's device object id: the last level of its
+// discovery topic and its device identifier.
+func ObjectID(vehicleID string) string { return IDPrefix + vehicleID }
+
+// ConfigTopic is where the vehicle's device discovery payload is published
+// (retained), and where an empty retained payload removes the device.
+func ConfigTopic(prefix, vehicleID string) string {
+	return prefix + "/device/" + ObjectID(vehicleID) + "/config"
+}
+
+// ErrInvalidVehicleID is wrapped by errors about vehicle ids that cannot be
+// used in topics or Home Assistant object ids.
+var ErrInvalidVehicleID = errors.New("invalid vehicle id")
+
+// ValidateVehicleID reports whether id can be used in our topics and in Home
+// Assistant object ids, which must match [a-zA-Z0-9_-]+ (anything else makes
+// Home Assistant ignore the discovery topic). Smartcar ids are UUIDs, which
+// pass.
+func ValidateVehicleID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidVehicleID)
+	}
+	for _, r := range id {
+		if !isObjectIDRune(r) {
+			return fmt.Errorf("%w %q: only letters, digits, '_' and '-' are allowed", ErrInvalidVehicleID, id)
+		}
+	}
+	return nil
+}
+
+func isObjectIDRune(r rune) bool {
+	return r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+}
+
+// Config returns the device discovery payload for v, to be published
+// retained at ConfigTopic(s.Prefix, v.ID).
+//
+// A nil payload with a nil error means the vehicle has no entity to offer:
+// the bridge must then publish an empty retained payload at ConfigTopic,
+// which makes Home Assistant remove the device and all its entities (a device
+// config with no live component would leave stale entities behind). See
+// IsClear.
+//
+// The output is deterministic (same input, same bytes), so the bridge may
+// compare payloads to skip redundant publishes.
+func Config(s Settings, v Vehicle) ([]byte, error) {
+	if err := s.validate(); err != nil {
+		return nil, err
+	}
+	if err := ValidateVehicleID(v.ID); err != nil {
+		return nil, err
+	}
+	t := VehicleTopics(s.BaseTopic, v.ID)
+	comps := components(t, v)
+
+	live := false
+	cmps := make(object, 0, len(comps))
+	for _, c := range comps {
+		live = live || c.live
+		cmps = append(cmps, kv{c.id, c.config()})
+	}
+	if !live {
+		return nil, nil
+	}
+	cmps.sortByKey()
+
+	payload := object{
+		{"dev", deviceBlock(v)},
+		{"o", originBlock(s.Origin)},
+		// Shared at the root so every component inherits it: the entities are
+		// available only while both the bridge and the vehicle are.
+		{"availability", []object{
+			availabilityItem(StatusTopic(s.BaseTopic)),
+			availabilityItem(t.Availability),
+		}},
+		{"availability_mode", "all"},
+		{"cmps", cmps},
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// Topics and names are not HTML; keep "&" and "<" readable for users
+	// inspecting retained messages.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(payload); err != nil {
+		return nil, fmt.Errorf("encode discovery payload for vehicle %s: %w", v.ID, err)
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// IsClear reports whether payload is the "remove this device" payload that
+// Config returns (nil) when a vehicle has nothing to offer.
+func IsClear(payload []byte) bool { return len(payload) == 0 }
+
+func availabilityItem(topic string) object {
+	return object{
+		{"topic", topic},
+		{"payload_available", PayloadOnline},
+		{"payload_not_available", PayloadOffline},
+	}
+}
+
+func deviceBlock(v Vehicle) object {
+	dev := object{
+		{"ids", []string{ObjectID(v.ID)}},
+		{"name", DeviceName(v)},
+	}
+	if mf := titleMake(v.Make); mf != "" {
+		dev = append(dev, kv{"mf", mf})
+	}
+	// Home Assistant's device registry has no model-year field; the year is
+	// part of the device name instead.
+	if m := strings.TrimSpace(v.Model); m != "" {
+		dev = append(dev, kv{"mdl", m})
+	}
+	return dev
+}
+
+func originBlock(o Origin) object {
+	b := object{{"name", o.Name}}
+	if o.SWVersion != "" {
+		b = append(b, kv{"sw", o.SWVersion})
+	}
+	if o.SupportURL != "" {
+		b = append(b, kv{"url", o.SupportURL})
+	}
+	return b
+}
+
+// DeviceName is the Home Assistant device name: make, model and year, e.g.
+// "Tesla Model 3 2021". Entity names are relative to it ("Charge port"), so
+// Home Assistant shows "Tesla Model 3 2021 Charge port".
+func DeviceName(v Vehicle) string {
+	parts := make([]string, 0, 3)
+	if mf := titleMake(v.Make); mf != "" {
+		parts = append(parts, mf)
+	}
+	if m := strings.TrimSpace(v.Model); m != "" {
+		parts = append(parts, m)
+	}
+	if v.Year > 0 {
+		parts = append(parts, strconv.Itoa(v.Year))
+	}
+	if len(parts) == 0 {
+		return "Vehicle " + v.ID
+	}
+	return strings.Join(parts, " ")
+}
+
+// titleMake turns Smartcar's upper-case make ("TESLA", "MERCEDES-BENZ",
+// "LAND ROVER") into the brand's usual spelling. Makes already in mixed case
+// are kept as given; acronym brands stay upper case.
+func titleMake(mk string) string {
+	mk = strings.TrimSpace(mk)
+	if mk == "" {
+		return ""
+	}
+	if strings.ToUpper(mk) != mk && strings.ToLower(mk) != mk {
+		return mk // mixed case: someone already spelled it
+	}
+	switch strings.ToUpper(mk) {
+	case "BMW", "GMC", "MINI":
+		return strings.ToUpper(mk)
+	}
+	var b strings.Builder
+	upperNext := true
+	for _, r := range mk {
+		if upperNext {
+			b.WriteRune(unicode.ToUpper(r))
+		} else {
+			b.WriteRune(unicode.ToLower(r))
+		}
+		upperNext = !unicode.IsLetter(r) && !unicode.IsDigit(r)
+	}
+	return b.String()
+}
+
+func (s Settings) validate() error {
+	var errs []error
+	if err := checkTopicRoot("discovery prefix", s.Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkTopicRoot("base topic", s.BaseTopic); err != nil {
+		errs = append(errs, err)
+	}
+	if strings.TrimSpace(s.Origin.Name) == "" {
+		errs = append(errs, errors.New("origin name is empty (Home Assistant requires it)"))
+	}
+	if s.Origin.SupportURL != "" {
+		if u, err := url.Parse(s.Origin.SupportURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("origin support URL %q is not an http(s) URL", s.Origin.SupportURL))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("discovery settings: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// checkTopicRoot rejects a prefix or base topic that would make every topic
+// built on it invalid for publishing (MQTT and Home Assistant's rules), or
+// that would produce an empty topic level at the join.
+func checkTopicRoot(what, t string) error {
+	switch {
+	case t == "":
+		return fmt.Errorf("%s is empty", what)
+	case strings.HasSuffix(t, "/"):
+		return fmt.Errorf("%s %q ends with '/'", what, t)
+	case strings.ContainsAny(t, "+#"):
+		return fmt.Errorf("%s %q contains an MQTT wildcard", what, t)
+	case !utf8.ValidString(t):
+		return fmt.Errorf("%s is not valid UTF-8", what)
+	case len(t) > 60000:
+		// leaves room for the suffixes under MQTT's 65535-byte limit
+		return fmt.Errorf("%s is too long", what)
+	}
+	for _, r := range t {
+		if r <= 0x1f || (r >= 0x7f && r <= 0x9f) || (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe {
+			return fmt.Errorf("%s %q contains a control or non-character", what, t)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+// Command smartcar2mqtt bridges a car's charge port door, through the Smartcar API,
+// to Home Assistant over MQTT. This file only wires the parts together.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
+	"github.com/smartcar2mqtt/smartcar2mqtt/config"
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// Set at build time with -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const supportURL = "https://github.com/smartcar2mqtt/smartcar2mqtt"
+
+// Exit codes (SPEC §2).
+const (
+	exitOK        = 0
+	exitFailure   = 1
+	exitBadConfig = 2
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	command := "run"
+	if len(args) > 0 {
+		command = args[0]
+	}
+	switch command {
+	case "-h", "--help", "help":
+		config.Usage(stdout)
+		return exitOK
+	case "version":
+		fmt.Fprintf(stdout, "smartcar2mqtt %s (commit %s, %s)\n", version, buildCommit(), runtime.Version())
+		return exitOK
+	case "run", "demo":
+	default:
+		fmt.Fprintf(stderr, "smartcar2mqtt: unknown command %q\n\n", command)
+		config.Usage(stderr)
+		return exitBadConfig
+	}
+
+	cfg, err := config.Load(command)
+	if err != nil {
+		fmt.Fprintf(stderr, "smartcar2mqtt: %v\n(smartcar2mqtt --help lists every variable)\n", err)
+		return exitBadConfig
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if command == "demo" {
+		err = demo(ctx, cfg, log, stdout)
+	} else {
+		err = daemon(ctx, cfg, log)
+	}
+	if err != nil {
+		log.WithError(err).Error("stopped")
+		return exitFailure
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+// daemon wires config → tokens → Smartcar client → vehicles → broker → bridge, and runs
+// until ctx ends. The embedded broker starts first and stops last.
+func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DATA_DIR: %w", err)
+	}
+	conf := smartcar.OAuthConfig(cfg.SmartcarClientID, cfg.SmartcarClientSecret.Reveal(), cfg.SmartcarTokenURL, cfg.SmartcarConnectURL, cfg.SmartcarRedirectURI, nil)
+	tokens, err := smartcar.NewTokens(ctx, conf, smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal())
+	if err != nil {
+		return fmt.Errorf("%w (run smartcar2mqtt auth, or set SMARTCAR_REFRESH_TOKEN)", err)
+	}
+	client := smartcar.NewClient(cfg.SmartcarAPIURL, tokens,
+		smartcar.WithUserAgent("smartcar2mqtt/"+version),
+		smartcar.WithTimeout(cfg.SmartcarTimeout))
+
+	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json"), MaxAge: 24 * time.Hour}
+	details, err := fleet.Vehicles(ctx, client, cfg.SmartcarVehicleIDs)
+	if err != nil {
+		return fmt.Errorf("find the vehicles on the Smartcar account: %w", err)
+	}
+	vehicles := make([]bridge.Vehicle, 0, len(details))
+	for _, d := range details {
+		vehicles = append(vehicles, bridge.Vehicle{Vehicle: d.Vehicle, Permissions: d.Permissions})
+	}
+	log.WithField("vehicles", len(vehicles)).Info("vehicles found")
+
+	mqttOpts := bridge.MQTTOptions{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(), CAFile: cfg.MQTTCAFile, ClientID: cfg.MQTTClientID}
+	if cfg.EmbeddedBroker() {
+		broker, err := bridge.StartBroker(bridge.BrokerOptions{
+			Listen: cfg.BrokerListen, Username: cfg.BrokerUsername, Password: cfg.BrokerPassword.Reveal(),
+			AllowAnonymous: cfg.BrokerAllowAnonymous, TLSListen: cfg.BrokerTLSListen, TLSCert: cfg.BrokerTLSCert, TLSKey: cfg.BrokerTLSKey,
+			DataDir: cfg.DataDir, BaseTopic: cfg.MQTTBaseTopic, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		creds := broker.BridgeCredentials()
+		mqttOpts.URL, mqttOpts.Username, mqttOpts.Password = creds.URL, creds.Username, creds.Password
+	}
+
+	b, err := bridge.New(client, vehicles, bridge.Options{
+		MQTT:            mqttOpts,
+		BaseTopic:       cfg.MQTTBaseTopic,
+		DiscoveryPrefix: cfg.HADiscoveryPrefix,
+		HAStatusTopic:   cfg.HAStatusTopic,
+		Origin:          discovery.Origin{Name: "smartcar2mqtt", SWVersion: version, SupportURL: supportURL},
+		PollInterval:    cfg.SmartcarPollInterval,
+		Log:             log,
+	})
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+
+// demo runs the whole daemon against the built-in simulated Tesla and the embedded
+// broker on 127.0.0.1:1883: no account and no configuration needed.
+func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.Writer) error {
+	if !cfg.IsSet("DATA_DIR") {
+		dir, err := os.MkdirTemp("", "smartcar2mqtt-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		cfg.DataDir = dir
+	}
+	const clientID, clientSecret = "demo-client", "demo-secret"
+	sim := smartcar.NewSimulator(smartcar.SimOptions{ClientID: clientID, ClientSecret: clientSecret, Latency: 2 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("simulator: %w", err)
+	}
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+
+	// The simulator starts afresh each time, so the demo's login does too: as if the
+	// user had just completed Smartcar Connect.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DATA_DIR: %w", err)
+	}
+	if err := smartcar.NewTokenStore(cfg.DataDir).Save(&oauth2.Token{RefreshToken: sim.IssueRefreshToken()}); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(cfg.DataDir, "vehicles.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	cfg.SmartcarClientID, cfg.SmartcarClientSecret = clientID, config.Secret(clientSecret)
+	cfg.SmartcarAPIURL, cfg.SmartcarTokenURL, cfg.SmartcarConnectURL = base+"/v2.0", base+"/oauth/token", base+"/oauth/authorize"
+	cfg.MQTTURL = ""
+	cfg.BrokerListen, cfg.BrokerAllowAnonymous = "127.0.0.1:1883", true
+	cfg.BrokerTLSCert, cfg.BrokerTLSKey = "", ""
+
+	printDemoHelp(stdout, cfg)
+	g.Go(func() error {
+		defer srv.Close()
+		return daemon(gctx, cfg, log)
+	})
+	return g.Wait()
+}
+
+func printDemoHelp(w io.Writer, cfg *config.Config) {
+	v := smartcar.SimTeslaID
+	fmt.Fprintf(w, `smartcar2mqtt demo: a simulated Tesla behind the embedded MQTT broker on 127.0.0.1:1883.
+
+Watch everything it publishes:
+  mosquitto_sub -h 127.0.0.1 -p 1883 -v -t '%[1]s/#' -t '%[2]s/#'
+
+Open and close the charge port (the simulated car takes 2 s):
+  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/charge_port/set' -m OPEN
+  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/charge_port/set' -m CLOSE
+
+Read the door state now (one simulated Smartcar call):
+  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/refresh' -n
+
+Home Assistant: Settings → Devices & services → Add integration → MQTT, broker = this
+machine's address, port 1883, no username (the demo broker listens on loopback only, so
+run Home Assistant on this machine). The "Charge port" cover appears on the device.
+
+State is kept in %[4]s. Stop with Ctrl-C.
+`, cfg.MQTTBaseTopic, cfg.HADiscoveryPrefix, v, cfg.DataDir)
+}
+
+func newLogger(cfg *config.Config, out io.Writer) *logrus.Entry {
+	l := logrus.New()
+	l.SetOutput(out)
+	if lvl, err := logrus.ParseLevel(cfg.LogLevel); err == nil {
+		l.SetLevel(lvl)
+	}
+	if cfg.LogFormat == "json" {
+		l.SetFormatter(&logrus.JSONFormatter{})
+	}
+	return logrus.NewEntry(l)
+}
+
+func buildCommit() string {
+	if commit != "" {
+		return commit
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}

@@ -1,0 +1,458 @@
+package smartcar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestClientReads(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+
+	tests := []struct {
+		name string
+		call func() (any, error)
+		want any
+	}{
+		{"vehicle ids", func() (any, error) { return c.VehicleIDs(ctx) },
+			[]string{SimTeslaID, SimOtherID}},
+		{"tesla info", func() (any, error) { return c.Vehicle(ctx, SimTeslaID) },
+			Vehicle{ID: SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}},
+		{"other info", func() (any, error) { return c.Vehicle(ctx, SimOtherID) },
+			Vehicle{ID: SimOtherID, Make: "FORD", Model: "Mustang Mach-E", Year: 2022}},
+		{"tesla permissions", func() (any, error) { return c.Permissions(ctx, SimTeslaID) },
+			[]string{PermReadVehicleInfo, PermReadCharge, PermControlCharge}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %#v, want %#v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestClientPaging(t *testing.T) {
+	e := newEnv(t)
+	want := []string{SimTeslaID, SimOtherID}
+	for i := range 23 {
+		id := fmt.Sprintf("extra-%02d", i)
+		e.sim.AddVehicle(Vehicle{ID: id, Make: "FORD", Model: "F-150 Lightning", Year: 2023}, []string{PermReadVehicleInfo})
+		want = append(want, id)
+	}
+	c, _ := e.client(t, WithPageSize(10))
+
+	got, err := c.VehicleIDs(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ids = %v\nwant  %v", got, want)
+	}
+	var offsets []string
+	for _, r := range e.requestsTo("GET", "/v2.0/vehicles") {
+		q, _ := url.ParseQuery(r.Query)
+		if q.Get("limit") != "10" {
+			t.Errorf("limit = %q, want 10", q.Get("limit"))
+		}
+		offsets = append(offsets, q.Get("offset"))
+	}
+	if want := []string{"0", "10", "20"}; !reflect.DeepEqual(offsets, want) {
+		t.Errorf("offsets = %v, want %v (three pages, no extra call)", offsets, want)
+	}
+
+	// Permissions page the same way.
+	c2 := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithPageSize(2))
+	perms, err := c2.Permissions(ctxT(t), SimTeslaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{PermReadVehicleInfo, PermReadCharge, PermControlCharge}; !reflect.DeepEqual(perms, want) {
+		t.Errorf("permissions = %v, want %v", perms, want)
+	}
+	if n := len(e.requestsTo("GET", "/permissions")); n != 2 {
+		t.Errorf("permission pages fetched = %d, want 2", n)
+	}
+}
+
+// accessToken gets a valid access token from the simulator through a chain
+// of its own (a separate store, so it never spends the env's refresh token).
+func (e *env) accessToken(t *testing.T) string {
+	t.Helper()
+	tk, err := NewTokens(context.Background(), e.conf, NewTokenStore(t.TempDir()), e.sim.IssueRefreshToken(), WithNow(e.clock.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tk.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.AccessToken
+}
+
+func TestPagesStopsOnShortPageWithoutCount(t *testing.T) {
+	data := [][]string{{"a", "b"}, {"c"}}
+	calls := 0
+	got, err := pages(2, func(limit, offset int) ([]string, paging, error) {
+		calls++
+		return data[offset/2], paging{}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, []string{"a", "b", "c"}) || calls != 2 {
+		t.Errorf("got %v after %d calls", got, calls)
+	}
+}
+
+func TestTeslaCharge(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+
+	ch, err := c.TeslaCharge(ctx, SimTeslaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Charge{
+		ChargePortOpen: ptr(false), ChargePortLatch: ptr("DISENGAGED"), IsPluggedIn: ptr(false),
+		State: ptr("NOT_CHARGING"), SocLimit: ptr(0.8), EnergyAdded: ptr(0.0), Amperage: ptr(0.0),
+		AmperageRequested: ptr(32.0), AmperageMax: ptr(48.0), Voltage: ptr(0.0), Wattage: ptr(0.0),
+		ChargeRate: ptr(0.0), TimeToComplete: ptr(0.0), IsFastChargerPresent: ptr(false),
+	}
+	logged := e.requestsTo("GET", "/tesla/charge")
+	want.RequestID = logged[len(logged)-1].RequestID
+	if !reflect.DeepEqual(ch, want) {
+		t.Errorf("charge = %s\nwant     %s", dump(ch), dump(want))
+	}
+
+	e.sim.SetPluggedIn(SimTeslaID, true)
+	ch, err = c.TeslaCharge(ctx, SimTeslaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !*ch.ChargePortOpen || !*ch.IsPluggedIn || *ch.State != "CHARGING" || *ch.ChargePortLatch != "ENGAGED" ||
+		*ch.Wattage != 7.68 || *ch.ChargerPhases != 1 || ch.FastChargerType != nil {
+		t.Errorf("plugged-in charge = %s", dump(ch))
+	}
+
+	_, err = c.TeslaCharge(ctx, SimOtherID)
+	assertSmartcarError(t, err, 501, TypeCompatibility, "MAKE_NOT_COMPATIBLE")
+}
+
+func dump(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestChargePortDoor(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}
+
+	if err := c.ChargePortDoor(ctx, tesla, Open); err != nil {
+		t.Fatal(err)
+	}
+	if !e.sim.ChargePortOpen(SimTeslaID) {
+		t.Fatal("door still closed after OPEN")
+	}
+	posts := e.requestsTo("POST", "/charge/charge_port_door")
+	if got := posts[0].Path; got != "/v2.0/vehicles/"+SimTeslaID+"/tesla/charge/charge_port_door" {
+		t.Errorf("path = %s (make must be lowercase)", got)
+	}
+	if got := posts[0].Body; got != `{"action":"OPEN"}` {
+		t.Errorf("body = %s", got)
+	}
+	if ch, err := c.TeslaCharge(ctx, SimTeslaID); err != nil || !*ch.ChargePortOpen {
+		t.Errorf("tesla/charge after OPEN: %v, %v", ch.ChargePortOpen, err)
+	}
+
+	if err := c.ChargePortDoor(ctx, tesla, Close); err != nil {
+		t.Fatal(err)
+	}
+	if e.sim.ChargePortOpen(SimTeslaID) {
+		t.Fatal("door still open after CLOSE")
+	}
+}
+
+func TestChargePortDoorErrors(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
+
+	t.Run("non-tesla make", func(t *testing.T) {
+		err := c.ChargePortDoor(ctx, Vehicle{ID: SimOtherID, Make: "FORD"}, Open)
+		assertSmartcarError(t, err, 501, TypeCompatibility, "MAKE_NOT_COMPATIBLE")
+		if !strings.HasPrefix(err.Error(), "open charge port of "+SimOtherID+": ") {
+			t.Errorf("error lacks operation context: %v", err)
+		}
+	})
+	t.Run("close while plugged in", func(t *testing.T) {
+		e.sim.SetPluggedIn(SimTeslaID, true)
+		defer e.sim.SetPluggedIn(SimTeslaID, false)
+		err := c.ChargePortDoor(ctx, tesla, Close)
+		assertSmartcarError(t, err, 409, TypeVehicleState, "CHARGING_PLUG_CONNECTED")
+		if !e.sim.ChargePortOpen(SimTeslaID) {
+			t.Error("door closed despite the error")
+		}
+	})
+	t.Run("permission not granted", func(t *testing.T) {
+		e.sim.SetPermissions(SimTeslaID, PermReadVehicleInfo, PermReadCharge)
+		defer e.sim.SetPermissions(SimTeslaID, PermReadVehicleInfo, PermReadCharge, PermControlCharge)
+		err := c.ChargePortDoor(ctx, tesla, Open)
+		se := assertSmartcarError(t, err, 403, TypePermission, "")
+		if se.Resolution != "REAUTHENTICATE" {
+			t.Errorf("resolution = %q", se.Resolution)
+		}
+	})
+	t.Run("invalid action costs no call", func(t *testing.T) {
+		before := len(e.sim.Requests())
+		if err := c.ChargePortDoor(ctx, tesla, Action("open")); err == nil {
+			t.Fatal("lowercase action accepted")
+		}
+		if err := c.ChargePortDoor(ctx, Vehicle{ID: SimTeslaID}, Open); err == nil {
+			t.Fatal("vehicle without make accepted")
+		}
+		if after := len(e.sim.Requests()); after != before {
+			t.Errorf("%d requests sent for invalid input", after-before)
+		}
+	})
+}
+
+// TestErrorDecoding drives every documented failure through the simulator and
+// checks the *Error the client hands back.
+func TestErrorDecoding(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault Fault
+		want  Error // RequestID checked separately
+	}{
+		{"permission", Fault{Status: 403},
+			Error{StatusCode: 403, Type: TypePermission, Resolution: "REAUTHENTICATE"}},
+		{"asleep", Fault{Status: 409},
+			Error{StatusCode: 409, Type: TypeVehicleState, Code: "ASLEEP"}},
+		{"unreachable", Fault{Status: 409, Type: TypeVehicleState, Code: "UNREACHABLE"},
+			Error{StatusCode: 409, Type: TypeVehicleState, Code: "UNREACHABLE"}},
+		{"rate limit", Fault{Status: 429, RetryAfter: 30 * time.Second},
+			Error{StatusCode: 429, Type: TypeRateLimit, Code: "VEHICLE", Resolution: "RETRY_LATER", RetryAfter: 30 * time.Second}},
+		{"server", Fault{Status: 500},
+			Error{StatusCode: 500, Type: TypeServer, Code: "INTERNAL", Resolution: "RETRY_LATER"}},
+		{"upstream", Fault{Status: 502},
+			Error{StatusCode: 502, Type: TypeUpstream, Code: "UNKNOWN_ISSUE", Resolution: "RETRY_LATER"}},
+		{"not json", Fault{Status: 503, RawBody: "<html><body>upstream\nconnect error</body></html>"},
+			Error{StatusCode: 503, Description: "Service Unavailable: <html><body>upstream connect error</body></html>"}},
+		{"401 twice", Fault{Status: 401, Times: 2},
+			Error{StatusCode: 401, Type: TypeAuthentication}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			c, _ := e.client(t)
+			tt.fault.Path = "/tesla/charge"
+			e.sim.InjectFault(tt.fault)
+
+			_, err := c.TeslaCharge(ctxT(t), SimTeslaID)
+			var got *Error
+			if !errors.As(err, &got) {
+				t.Fatalf("err = %v (%T), want *Error", err, err)
+			}
+			logged := e.requestsTo("GET", "/tesla/charge")
+			last := logged[len(logged)-1]
+			if got.RequestID != last.RequestID || got.RequestID == "" {
+				t.Errorf("RequestID = %q, want %q", got.RequestID, last.RequestID)
+			}
+			if got.Type != "" && got.Description == "" {
+				t.Error("empty description")
+			}
+			if got.Type != "" && got.DocURL == "" {
+				t.Error("empty docURL")
+			}
+			cmp := *got
+			cmp.RequestID, cmp.DocURL, cmp.SuggestedUserMessage = "", "", ""
+			if tt.want.Description == "" {
+				cmp.Description = ""
+			}
+			if cmp != tt.want {
+				t.Errorf("error = %+v\nwant    %+v", cmp, tt.want)
+			}
+			if !strings.Contains(err.Error(), got.RequestID) {
+				t.Errorf("message %q lacks the request id", err)
+			}
+		})
+	}
+}
+
+func TestUnauthorizedRefreshesOnceAndRetriesOnce(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+	if _, err := c.VehicleIDs(ctx); err != nil { // warm: one refresh
+		t.Fatal(err)
+	}
+	before := e.tokenRequests()
+
+	e.sim.InjectFault(Fault{Path: "/v2.0/vehicles", Status: 401})
+	ids, err := c.VehicleIDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 {
+		t.Errorf("ids = %v", ids)
+	}
+	if n := e.tokenRequests() - before; n != 1 {
+		t.Errorf("refreshes after a 401 = %d, want 1", n)
+	}
+	calls := e.requestsTo("GET", "/v2.0/vehicles")
+	if len(calls) != 3 {
+		t.Fatalf("vehicle calls = %d, want 3 (warm, 401, retry)", len(calls))
+	}
+	if calls[1].Status != 401 || calls[2].Status != 200 {
+		t.Errorf("statuses = %d, %d", calls[1].Status, calls[2].Status)
+	}
+	if calls[1].Authorization == calls[2].Authorization {
+		t.Error("retry used the refused token")
+	}
+}
+
+func TestExpiredAccessTokenIs401AndRetriedOnce(t *testing.T) {
+	e := newEnv(t, func(o *SimOptions) { o.AccessTTL = time.Hour })
+	st := &staticTokens{access: e.accessToken(t)}
+	c := NewClient(e.apiURL, st)
+	if _, err := c.Vehicle(ctxT(t), SimTeslaID); err != nil {
+		t.Fatalf("valid token refused: %v", err)
+	}
+	e.clock.Advance(time.Hour)
+
+	_, err := c.Vehicle(ctxT(t), SimTeslaID)
+	assertSmartcarError(t, err, 401, TypeAuthentication, "")
+	if n := st.invalidations(); n != 1 {
+		t.Errorf("Invalidate calls = %d, want 1", n)
+	}
+	if n := len(e.requestsTo("GET", "/vehicles/"+SimTeslaID)); n != 3 {
+		t.Errorf("requests = %d, want 3 (ok, 401, one retry)", n)
+	}
+}
+
+func TestUserAgent(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	custom := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithUserAgent("smartcar2mqtt/1.2.3"))
+	ctx := ctxT(t)
+	if _, err := c.VehicleIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := custom.Vehicle(ctx, SimTeslaID); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.sim.Requests() {
+		want := DefaultUserAgent
+		if r.Path == "/v2.0/vehicles/"+SimTeslaID {
+			want = "smartcar2mqtt/1.2.3"
+		}
+		if r.UserAgent != want {
+			t.Errorf("%s %s: User-Agent %q, want %q", r.Method, r.Path, r.UserAgent, want)
+		}
+	}
+}
+
+func TestTransportErrorsNameTheOperation(t *testing.T) {
+	e := newEnv(t)
+	c := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)})
+	e.srv.Close()
+
+	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: SimTeslaID, Make: "TESLA"}, Close)
+	if err == nil {
+		t.Fatal("no error from a closed server")
+	}
+	if !strings.HasPrefix(err.Error(), "close charge port of "+SimTeslaID+": ") {
+		t.Errorf("error = %v", err)
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		t.Errorf("transport error not wrapped: %T", err)
+	}
+}
+
+func TestTimeoutAndCancellation(t *testing.T) {
+	e := newEnv(t, func(o *SimOptions) { o.Latency = time.Hour })
+	st := &staticTokens{access: e.accessToken(t)}
+	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
+
+	t.Run("per-request timeout", func(t *testing.T) {
+		c := NewClient(e.apiURL, st, WithTimeout(50*time.Millisecond))
+		err := c.ChargePortDoor(ctxT(t), tesla, Open)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want deadline exceeded", err)
+		}
+	})
+	t.Run("caller cancels", func(t *testing.T) {
+		c := NewClient(e.apiURL, st)
+		ctx, cancel := context.WithCancel(ctxT(t))
+		go func() {
+			// Cancel once the command has reached the car.
+			e.sim.WaitRequest(ctx, func(r SimRequest) bool { return r.Method == "POST" && r.Status == 0 })
+			cancel()
+		}()
+		err := c.ChargePortDoor(ctx, tesla, Open)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want canceled", err)
+		}
+	})
+	// The simulator saw both clients go away and did not move the door.
+	if _, err := e.sim.WaitRequest(ctxT(t), func(r SimRequest) bool { return r.Method == "POST" && r.Status == 499 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range e.requestsTo("POST", "") {
+		if _, err := e.sim.WaitRequest(ctxT(t), func(x SimRequest) bool { return x.RequestID == r.RequestID && x.Status != 0 }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.sim.ChargePortOpen(SimTeslaID) {
+		t.Error("door moved although every client gave up")
+	}
+}
+
+// assertSmartcarError checks err is (or wraps) *Error with the given fields.
+func assertSmartcarError(t *testing.T, err error, status int, typ, code string) *Error {
+	t.Helper()
+	var se *Error
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v (%T), want *Error", err, err)
+	}
+	if se.StatusCode != status || se.Type != typ || se.Code != code {
+		t.Fatalf("error = %d %s:%s, want %d %s:%s (%v)", se.StatusCode, se.Type, se.Code, status, typ, code, err)
+	}
+	if se.RequestID == "" {
+		t.Errorf("no request id in %v", err)
+	}
+	return se
+}
+
+func TestCommandErrorInSuccessfulResponse(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(RequestIDHeader, "hdr-req")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"type":"VEHICLE_STATE","code":"UNREACHABLE","description":"gone","statusCode":409,"resolution":{"type":null}}`)
+	}))
+	defer srv.Close()
+	c := NewClient(srv.URL, &staticTokens{access: "x"})
+	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: "v", Make: "TESLA"}, Open)
+	se := assertSmartcarError(t, err, 409, TypeVehicleState, "UNREACHABLE")
+	if se.RequestID != "hdr-req" {
+		t.Errorf("request id = %q", se.RequestID)
+	}
+}

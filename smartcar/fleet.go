@@ -1,0 +1,103 @@
+package smartcar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// VehicleDetails is a vehicle with the permissions the user granted for it.
+type VehicleDetails struct {
+	Vehicle
+	Permissions []string `json:"permissions"`
+}
+
+// fleetSource is the part of Client a FleetCache reads through.
+type fleetSource interface {
+	VehicleIDs(ctx context.Context) ([]string, error)
+	Vehicle(ctx context.Context, id string) (Vehicle, error)
+	Permissions(ctx context.Context, id string) ([]string, error)
+}
+
+// FleetCache answers "which vehicles, with which permissions" from a file in
+// DATA_DIR while it is younger than MaxAge, so a restart spends no Smartcar call;
+// otherwise it asks Smartcar (1 + 2 calls per vehicle) and rewrites the file.
+type FleetCache struct {
+	Path   string
+	MaxAge time.Duration
+	Now    func() time.Time // for tests; time.Now when nil
+}
+
+type fleetFile struct {
+	FetchedAt time.Time        `json:"fetched_at"`
+	Only      []string         `json:"only,omitempty"` // the SMARTCAR_VEHICLE_IDS filter it was fetched for
+	Vehicles  []VehicleDetails `json:"vehicles"`
+}
+
+// Vehicles returns the vehicles to bridge: all on the account, or those in only.
+func (f FleetCache) Vehicles(ctx context.Context, src fleetSource, only []string) ([]VehicleDetails, error) {
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
+	if cached, err := f.load(); err == nil && slices.Equal(cached.Only, only) && now().Sub(cached.FetchedAt) < f.MaxAge {
+		return cached.Vehicles, nil
+	}
+	vehicles, err := fetchFleet(ctx, src, only)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(fleetFile{FetchedAt: now().UTC(), Only: only, Vehicles: vehicles}, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode vehicle cache: %w", err)
+	}
+	if err := writeFileAtomic(f.Path, data, 0o600); err != nil {
+		return nil, fmt.Errorf("write vehicle cache: %w", err)
+	}
+	return vehicles, nil
+}
+
+// Forget drops the cache, so the next Vehicles call asks Smartcar (after a 403/404
+// says what we knew is out of date).
+func (f FleetCache) Forget() error {
+	if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("forget vehicle cache: %w", err)
+	}
+	return nil
+}
+
+func (f FleetCache) load() (fleetFile, error) {
+	var ff fleetFile
+	data, err := os.ReadFile(f.Path)
+	if err != nil {
+		return ff, err
+	}
+	return ff, json.Unmarshal(data, &ff)
+}
+
+func fetchFleet(ctx context.Context, src fleetSource, only []string) ([]VehicleDetails, error) {
+	ids, err := src.VehicleIDs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list vehicles: %w", err)
+	}
+	if len(only) > 0 {
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(only, id) })
+	}
+	out := make([]VehicleDetails, 0, len(ids))
+	for _, id := range ids {
+		v, err := src.Vehicle(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("vehicle %s: %w", id, err)
+		}
+		perms, err := src.Permissions(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("vehicle %s permissions: %w", id, err)
+		}
+		out = append(out, VehicleDetails{Vehicle: v, Permissions: perms})
+	}
+	return out, nil
+}

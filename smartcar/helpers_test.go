@@ -1,0 +1,145 @@
+package smartcar
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	testClientID     = "test-client-id"
+	testClientSecret = "test-client-secret-Zq9"
+)
+
+// fakeClock is a settable clock shared by Tokens and the Simulator, so expiry
+// is driven by the test, never by sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is a Simulator behind a real HTTP server, a token store in a temp dir
+// and the OAuth config pointing at it.
+type env struct {
+	sim      *Simulator
+	srv      *httptest.Server
+	clock    *fakeClock
+	dir      string
+	conf     *oauth2.Config
+	store    *TokenStore
+	apiURL   string
+	tokenURL string
+}
+
+func newEnv(t *testing.T, tweak ...func(*SimOptions)) *env {
+	t.Helper()
+	clock := newFakeClock()
+	opts := SimOptions{ClientID: testClientID, ClientSecret: testClientSecret, Now: clock.Now}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	sim := NewSimulator(opts)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	e := &env{
+		sim:      sim,
+		srv:      srv,
+		clock:    clock,
+		dir:      dir,
+		store:    NewTokenStore(dir),
+		apiURL:   srv.URL + "/v2.0",
+		tokenURL: srv.URL + "/oauth/token",
+	}
+	e.conf = OAuthConfig(testClientID, testClientSecret, e.tokenURL, srv.URL+"/oauth/authorize",
+		"http://localhost:8000/callback", []string{PermReadVehicleInfo, PermReadCharge, PermControlCharge})
+	return e
+}
+
+// tokens starts a token chain on the env's store, seeded with a fresh refresh
+// token from the simulator.
+func (e *env) tokens(t *testing.T, opts ...TokensOption) *Tokens {
+	t.Helper()
+	opts = append([]TokensOption{WithNow(e.clock.Now)}, opts...)
+	tk, err := NewTokens(context.Background(), e.conf, e.store, e.sim.IssueRefreshToken(), opts...)
+	if err != nil {
+		t.Fatalf("NewTokens: %v", err)
+	}
+	return tk
+}
+
+// client returns a client with a warm token chain on the env.
+func (e *env) client(t *testing.T, opts ...Option) (*Client, *Tokens) {
+	t.Helper()
+	tk := e.tokens(t)
+	opts = append([]Option{WithHTTPClient(e.srv.Client())}, opts...)
+	return NewClient(e.apiURL, tk, opts...), tk
+}
+
+// requestsTo returns the logged requests whose path ends with suffix.
+func (e *env) requestsTo(method, suffix string) []SimRequest {
+	var out []SimRequest
+	for _, r := range e.sim.Requests() {
+		if (method == "" || r.Method == method) && strings.HasSuffix(r.Path, suffix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (e *env) tokenRequests() int { return len(e.requestsTo("POST", "/oauth/token")) }
+
+// staticTokens hands out a fixed access token and counts Invalidate calls.
+type staticTokens struct {
+	mu          sync.Mutex
+	access      string
+	invalidated int
+}
+
+func (s *staticTokens) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &oauth2.Token{AccessToken: s.access, TokenType: "Bearer"}, nil
+}
+
+func (s *staticTokens) Invalidate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.invalidated++
+}
+
+func (s *staticTokens) invalidations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.invalidated
+}
+
+func ctxT(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func ptr[T any](v T) *T { return &v }

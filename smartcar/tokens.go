@@ -1,0 +1,248 @@
+package smartcar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultEarlyRefresh is how long before expiry an access token is replaced,
+// so a request never leaves with a token that dies in flight (Smartcar
+// commands can take minutes).
+const DefaultEarlyRefresh = 5 * time.Minute
+
+// tokenEndpointTimeout bounds one call to the token endpoint when the caller
+// supplied no HTTP client of its own: Token() holds the refresh lock, and a
+// hung endpoint must not wedge every request behind it.
+const tokenEndpointTimeout = 60 * time.Second
+
+// OAuthConfig is Smartcar's OAuth client: Connect as the authorization
+// endpoint, and client credentials in the Authorization header, as Smartcar
+// documents.
+func OAuthConfig(clientID, clientSecret, tokenURL, connectURL, redirectURI string, scopes []string) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     clientID,
+		ClientSecret: clientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   connectURL,
+			TokenURL:  tokenURL,
+			AuthStyle: oauth2.AuthStyleInHeader,
+		},
+		RedirectURL: redirectURI,
+		Scopes:      scopes,
+	}
+}
+
+// Tokens is the process's single token chain: a cached access token, replaced
+// a few minutes before it expires by a refresher that saves every new pair to
+// the store before the access token is handed on. A mutex makes it one
+// refresh at a time: with rotating refresh tokens, two concurrent refreshes
+// would burn the token one of them still holds.
+type Tokens struct {
+	conf  *oauth2.Config
+	store *TokenStore
+	ctx   context.Context // carries the token endpoint's HTTP client
+	now   func() time.Time
+	early time.Duration
+
+	mu      sync.Mutex
+	tok     *oauth2.Token // current pair; AccessToken "" forces a refresh
+	unsaved bool          // tok holds a rotated pair the store has not accepted yet
+	dead    error         // invalid_grant for tok.RefreshToken: don't ask again
+}
+
+// TokensOption configures Tokens.
+type TokensOption func(*Tokens)
+
+// WithNow sets the clock used for expiry decisions (tests).
+func WithNow(now func() time.Time) TokensOption { return func(t *Tokens) { t.now = now } }
+
+// WithEarlyRefresh sets how long before expiry the access token is replaced.
+func WithEarlyRefresh(d time.Duration) TokensOption { return func(t *Tokens) { t.early = d } }
+
+// WithTokenUserAgent sets the User-Agent of token endpoint requests.
+func WithTokenUserAgent(ua string) TokensOption {
+	return func(t *Tokens) {
+		t.ctx = context.WithValue(t.ctx, oauth2.HTTPClient, withUserAgent(tokenHTTPClient(t.ctx), ua))
+	}
+}
+
+// NewTokens starts the chain. The stored pair wins; a seed refresh token
+// (SMARTCAR_REFRESH_TOKEN) is used only when the store is empty, and is saved
+// at once so the store owns it from then on. Neither → an error wrapping
+// ErrNoToken. ctx is used for every token endpoint call and may carry an
+// *http.Client under oauth2.HTTPClient.
+func NewTokens(ctx context.Context, conf *oauth2.Config, store *TokenStore, seedRefreshToken string, opts ...TokensOption) (*Tokens, error) {
+	t := &Tokens{
+		conf:  conf,
+		store: store,
+		now:   time.Now,
+		early: DefaultEarlyRefresh,
+	}
+	t.ctx = context.WithValue(ctx, oauth2.HTTPClient, withUserAgent(tokenHTTPClient(ctx), DefaultUserAgent))
+	for _, o := range opts {
+		o(t)
+	}
+
+	stored, err := store.Load()
+	switch {
+	case err == nil:
+		t.tok = stored
+	case errors.Is(err, ErrNoToken) && seedRefreshToken != "":
+		t.tok = &oauth2.Token{RefreshToken: seedRefreshToken}
+		if err := store.Save(t.tok); err != nil {
+			return nil, fmt.Errorf("seed token store: %w", err)
+		}
+	case errors.Is(err, ErrNoToken):
+		return nil, fmt.Errorf("start tokens from %s: %w", store.Path(), err)
+	default:
+		return nil, err
+	}
+	return t, nil
+}
+
+// Token returns a valid access token, refreshing (and persisting the new
+// pair) first if the cached one is missing or within the early-refresh window
+// of expiry. A stored, still-valid access token costs no call: restarts are
+// free. Token endpoint errors are *Error with Type "OAUTH" (e.g. Code
+// "invalid_grant" when the user must re-authorize).
+func (t *Tokens) Token() (*oauth2.Token, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if t.dead != nil {
+		// The refresh token was refused for good. Asking again would only
+		// spend calls; a new pair can only come from the auth flow, which
+		// writes the store, so look there.
+		st, err := t.store.Load()
+		if err != nil || st.RefreshToken == t.tok.RefreshToken {
+			return nil, t.dead
+		}
+		t.tok, t.dead = st, nil
+	}
+	if t.unsaved {
+		// A rotated pair is only usable once it is on disk; otherwise a
+		// restart would wake up holding a dead refresh token.
+		if err := t.store.Save(t.tok); err != nil {
+			return nil, fmt.Errorf("persist refreshed token: %w", err)
+		}
+		t.unsaved = false
+	}
+	if t.fresh() {
+		return t.copyToken(), nil
+	}
+	if err := t.refresh(); err != nil {
+		return nil, err
+	}
+	return t.copyToken(), nil
+}
+
+// Invalidate drops the cached access token, so the next Token call refreshes.
+// The client calls it when Smartcar answers 401.
+func (t *Tokens) Invalidate() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tok != nil {
+		t.tok.AccessToken = ""
+		t.tok.Expiry = time.Time{}
+	}
+}
+
+// fresh reports whether the cached access token may be used. Callers hold mu.
+func (t *Tokens) fresh() bool {
+	if t.tok == nil || t.tok.AccessToken == "" {
+		return false
+	}
+	if t.tok.Expiry.IsZero() {
+		return true // the server gave no lifetime; trust it until a 401
+	}
+	return t.now().Before(t.tok.Expiry.Add(-t.early))
+}
+
+// refresh runs the refresh_token grant with the current refresh token and
+// saves the new pair before anyone may use it. Callers hold mu.
+func (t *Tokens) refresh() error {
+	rt := t.tok.RefreshToken
+	// A fresh TokenSource each time: oauth2's own cache would otherwise
+	// decide when to refresh and hide our early refresh and Invalidate.
+	nt, err := t.conf.TokenSource(t.ctx, &oauth2.Token{RefreshToken: rt}).Token()
+	if err != nil {
+		err = oauthError(err)
+		var e *Error
+		if errors.As(err, &e) {
+			// error_description is the server's free text; make sure it
+			// cannot carry our credentials into a log line.
+			e.redact(rt)
+			e.redact(t.conf.ClientSecret)
+		}
+		err = fmt.Errorf("refresh access token: %w", err)
+		if IsInvalidGrant(err) {
+			t.dead = err
+		}
+		return err
+	}
+	if nt.RefreshToken == "" {
+		nt.RefreshToken = rt // the server did not rotate it
+	}
+	if nt.ExpiresIn > 0 {
+		// Anchor expiry to our clock, not oauth2's, so tests can drive it.
+		nt.Expiry = t.now().Add(time.Duration(nt.ExpiresIn) * time.Second)
+	}
+	t.tok = &oauth2.Token{
+		AccessToken:  nt.AccessToken,
+		TokenType:    nt.TokenType,
+		RefreshToken: nt.RefreshToken,
+		Expiry:       nt.Expiry,
+	}
+	if err := t.store.Save(t.tok); err != nil {
+		// Keep the pair in memory: the old refresh token is already spent,
+		// so this one is the only way back. Token retries the save.
+		t.unsaved = true
+		return fmt.Errorf("persist refreshed token: %w", err)
+	}
+	return nil
+}
+
+func (t *Tokens) copyToken() *oauth2.Token {
+	c := *t.tok
+	return &c
+}
+
+// tokenHTTPClient is the client oauth2 would use for ctx, with a timeout when
+// the caller did not choose one.
+func tokenHTTPClient(ctx context.Context) *http.Client {
+	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil {
+		return hc
+	}
+	return &http.Client{Timeout: tokenEndpointTimeout}
+}
+
+// withUserAgent returns a copy of hc that sets User-Agent on every request.
+func withUserAgent(hc *http.Client, ua string) *http.Client {
+	c := *hc
+	base := hc.Transport
+	if prev, ok := base.(userAgentTransport); ok {
+		base = prev.base // replace, don't stack
+	}
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = userAgentTransport{base: base, ua: ua}
+	return &c
+}
+
+type userAgentTransport struct {
+	base http.RoundTripper
+	ua   string
+}
+
+func (u userAgentTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper must not modify the request
+	r.Header.Set("User-Agent", u.ua)
+	return u.base.RoundTrip(r)
+}

@@ -1,0 +1,144 @@
+package smartcar
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// ErrNoToken says there is no refresh token to start from: the store is
+// empty and no seed was given. The user has to run the Connect flow.
+var ErrNoToken = errors.New("smartcar: no refresh token (run the auth flow or set SMARTCAR_REFRESH_TOKEN)")
+
+// TokenFile is the token store's file name inside DATA_DIR.
+const TokenFile = "token.json"
+
+// TokenStore keeps the token pair in DATA_DIR/token.json. Refresh tokens
+// rotate and the old one dies shortly after use, so losing a write means
+// losing the account: Save never leaves a torn or half-written file.
+type TokenStore struct {
+	path string
+}
+
+// NewTokenStore returns a store for dir/token.json. The directory is created
+// on the first Save.
+func NewTokenStore(dir string) *TokenStore {
+	return &TokenStore{path: filepath.Join(dir, TokenFile)}
+}
+
+// Path is the token file's path, for log lines (never its content).
+func (s *TokenStore) Path() string { return s.path }
+
+// storedToken is the file format: explicit, so an oauth2 upgrade cannot
+// silently change what is on disk.
+type storedToken struct {
+	AccessToken  string    `json:"access_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	RefreshToken string    `json:"refresh_token"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+}
+
+// Load reads the stored pair. A missing file, or one without a refresh token,
+// is ErrNoToken (errors.Is).
+func (s *TokenStore) Load() (*oauth2.Token, error) {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNoToken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load token: %w", err)
+	}
+	var st storedToken
+	if err := json.Unmarshal(data, &st); err != nil {
+		// json errors name an offset, never the content.
+		return nil, fmt.Errorf("load token %s: %w", s.path, err)
+	}
+	if st.RefreshToken == "" {
+		return nil, fmt.Errorf("load token %s: no refresh token in file: %w", s.path, ErrNoToken)
+	}
+	return &oauth2.Token{
+		AccessToken:  st.AccessToken,
+		TokenType:    st.TokenType,
+		RefreshToken: st.RefreshToken,
+		Expiry:       st.Expiry,
+	}, nil
+}
+
+// Save writes t atomically with mode 0600: temp file in the same directory,
+// fsync, rename over the old file, fsync the directory. A crash at any point
+// leaves either the old pair or the new one.
+func (s *TokenStore) Save(t *oauth2.Token) error {
+	if t == nil || t.RefreshToken == "" {
+		return errors.New("save token: refusing to store a token without a refresh token")
+	}
+	data, err := json.MarshalIndent(storedToken{
+		AccessToken:  t.AccessToken,
+		TokenType:    t.TokenType,
+		RefreshToken: t.RefreshToken,
+		Expiry:       t.Expiry.UTC().Round(0),
+	}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save token: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("save token: %w", err)
+	}
+	if err := writeFileAtomic(s.path, data, 0o600); err != nil {
+		return fmt.Errorf("save token: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that readers (and a machine that
+// loses power) see either the old content or the new, never a mix.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	// CreateTemp makes 0600 already; Chmod states the intent and applies a
+	// caller's perm regardless of umask.
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, path); err != nil {
+		return err
+	}
+	// The rename is durable only once the directory entry is.
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
