@@ -135,7 +135,14 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		HAStatusTopic:   cfg.HAStatusTopic,
 		Origin:          discovery.Origin{Name: "smartcar2mqtt", SWVersion: version, SupportURL: supportURL},
 		PollInterval:    cfg.SmartcarPollInterval,
-		Log:             log,
+		DataDir:         cfg.DataDir,
+		OnStale: func(vehicleID string, err error) {
+			log.WithField("vehicle", vehicleID).WithError(err).Warn("Smartcar no longer knows this vehicle as before: the vehicle list is read again at the next start")
+			if err := fleet.Forget(); err != nil {
+				log.WithError(err).Warn("cannot drop the vehicle cache")
+			}
+		},
+		Log: log,
 	})
 	if err != nil {
 		return err

@@ -4,12 +4,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,10 +39,18 @@ type Options struct {
 	HAStatusTopic   string
 	Origin          discovery.Origin
 	PollInterval    time.Duration // 0: no polling
+	// DataDir keeps each vehicle's last known state, so a restart spends no call;
+	// "" keeps nothing.
+	DataDir string
+	// OnStale is told when Smartcar answers 403 or 404 for a vehicle: what is known
+	// of the account (the vehicle cache) is out of date.
+	OnStale func(vehicleID string, err error)
 	// ShutdownGrace bounds how long an in-flight Smartcar call may go on after the
 	// bridge is told to stop (SPEC §6: the whole stop takes under 10 s).
 	ShutdownGrace time.Duration
 	Log           logrus.FieldLogger
+
+	loginProbe time.Duration // tests shorten loginProbeInterval
 }
 
 const (
@@ -67,6 +77,7 @@ type Bridge struct {
 	settings discovery.Settings
 	vehicles []Vehicle
 	workers  map[string]*worker // by vehicle id; read-only once built
+	known    map[string]bool    // every vehicle on the account (in the filter); read-only
 	client   mqtt.Client
 	closing  atomic.Bool // set on shutdown: commands are no longer taken
 }
@@ -76,12 +87,19 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = defaultShutdownGrace
 	}
+	if opts.loginProbe <= 0 {
+		opts.loginProbe = loginProbeInterval
+	}
 	b := &Bridge{
 		opts:     opts,
 		log:      opts.Log,
 		settings: discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin},
 		vehicles: vehicles,
 		workers:  map[string]*worker{},
+		known:    map[string]bool{},
+	}
+	for _, v := range vehicles {
+		b.known[v.ID] = true
 	}
 	clientOpts, err := b.clientOptions()
 	if err != nil {
@@ -89,16 +107,44 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	}
 	b.client = mqtt.NewClient(clientOpts)
 	out := pahoPublisher{client: b.client, log: b.log}
+	login := &loginWatch{log: b.log}
+	var served []Vehicle
 	for _, v := range vehicles {
 		if why := v.whyNoDoor(); why != "" {
 			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Infof("no charge port cover for this vehicle: %s", why)
 			continue
 		}
-		poll := opts.PollInterval
 		if !v.canRead() {
-			b.log.WithField("vehicle", v.ID).Info("the read_charge permission was not granted: the door state stays unknown until a command")
+			b.log.WithField("vehicle", v.ID).Info("the read_charge permission was not granted: no polling, and the door state stays unknown until a command")
 		}
-		b.workers[v.ID] = newWorker(v, discovery.VehicleTopics(opts.BaseTopic, v.ID), car, out, poll, b.log)
+		served = append(served, v)
+	}
+	readers := 0
+	for _, v := range served {
+		w := &worker{
+			vehicle:   v,
+			topics:    discovery.VehicleTopics(opts.BaseTopic, v.ID),
+			car:       car,
+			out:       out,
+			log:       b.log.WithField("vehicle", v.ID),
+			mail:      newMailbox(),
+			memory:    newMemory(opts.DataDir, v.ID),
+			login:     login,
+			stale:     opts.OnStale,
+			poll:      opts.PollInterval,
+			probe:     opts.loginProbe,
+			now:       time.Now,
+			state:     stateUnknown,
+			available: true,
+		}
+		if v.canRead() && opts.PollInterval > 0 {
+			// Spread the polls of several cars over the interval instead of
+			// spending their calls in one burst.
+			w.stagger = opts.PollInterval * time.Duration(readers) / time.Duration(len(served))
+			readers++
+		}
+		b.workers[v.ID] = w
+		login.workers = append(login.workers, w)
 	}
 	return b, nil
 }
@@ -212,6 +258,9 @@ func (b *Bridge) onConnect(c mqtt.Client) {
 		b.opts.BaseTopic + "/+/charge_port/set": subscribeQoS,
 		b.opts.BaseTopic + "/+/refresh":         subscribeQoS,
 		b.opts.HAStatusTopic:                    subscribeQoS,
+		// Our retained configs, to find vehicles that have left the account or the
+		// filter since the last run and remove them from Home Assistant.
+		discovery.ConfigFilter(b.opts.DiscoveryPrefix): subscribeQoS,
 	}
 	t := c.SubscribeMultiple(filters, b.onMessage)
 	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
@@ -258,6 +307,12 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		}
 		return
 	}
+	if id, ok := discovery.VehicleFromConfigTopic(b.opts.DiscoveryPrefix, m.Topic()); ok {
+		if m.Retained() {
+			b.clearIfGone(id, m.Payload())
+		}
+		return
+	}
 	if b.closing.Load() {
 		log.Warn("shutting down: message ignored")
 		return
@@ -285,6 +340,25 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		if !w.mail.putCommand(a) {
 			log.WithField("action", a).Info("same command already in flight: dropped")
 		}
+	}
+}
+
+// clearIfGone removes a vehicle that an earlier run announced and that is no longer
+// on the account or in SMARTCAR_VEHICLE_IDS: its device from Home Assistant (an empty
+// retained config) and its retained states from the broker.
+func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
+	if len(config) == 0 || b.known[vehicleID] {
+		return
+	}
+	// Only configs this daemon wrote: another instance with another base topic may
+	// share the discovery prefix.
+	if !bytes.Contains(config, []byte(strconv.Quote(discovery.StatusTopic(b.opts.BaseTopic)))) {
+		return
+	}
+	b.log.WithField("vehicle", vehicleID).Info("vehicle no longer bridged (gone from the account or from SMARTCAR_VEHICLE_IDS): removing it from Home Assistant")
+	t := discovery.VehicleTopics(b.opts.BaseTopic, vehicleID)
+	for _, topic := range []string{discovery.ConfigTopic(b.opts.DiscoveryPrefix, vehicleID), t.State, t.Attributes, t.Availability} {
+		b.client.Publish(topic, publishQoS, true, []byte{})
 	}
 }
 

@@ -42,6 +42,10 @@ type env struct {
 	userURL, user, pass string      // how test clients reach the broker
 	mqtt                MQTTOptions // how the bridge reaches it
 	seed                string
+
+	only       []string      // SMARTCAR_VEHICLE_IDS
+	loginProbe time.Duration // 0: the default
+	stale      chan string   // vehicles the bridge called stale
 }
 
 const (
@@ -52,7 +56,7 @@ const (
 func newEnv(t *testing.T, kind string, sim smartcar.SimOptions) *env {
 	t.Helper()
 	sim.ClientID, sim.ClientSecret = simClientID, simClientSecret
-	e := &env{t: t, sim: smartcar.NewSimulator(sim), dataDir: t.TempDir(), kind: kind}
+	e := &env{t: t, sim: smartcar.NewSimulator(sim), dataDir: t.TempDir(), kind: kind, stale: make(chan string, 16)}
 	srv := httptest.NewServer(e.sim)
 	t.Cleanup(srv.Close)
 	e.api, e.token = srv.URL+"/v2.0", srv.URL+"/oauth/token"
@@ -130,7 +134,7 @@ func (e *env) startBridge() *running {
 	}
 	client := smartcar.NewClient(e.api, tokens, smartcar.WithTimeout(30*time.Second))
 	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
-	details, err := fleet.Vehicles(ctx, client, nil)
+	details, err := fleet.Vehicles(ctx, client, e.only)
 	if err != nil {
 		cancel()
 		e.t.Fatalf("vehicles: %v", err)
@@ -143,7 +147,13 @@ func (e *env) startBridge() *running {
 		MQTT: e.mqtt, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus,
 		Origin:       discovery.Origin{Name: "smartcar2mqtt", SWVersion: "test", SupportURL: "https://example.invalid/smartcar2mqtt"},
 		PollInterval: 6 * time.Hour,
-		Log:          testLog(e.t),
+		DataDir:      e.dataDir,
+		OnStale: func(id string, _ error) {
+			fleet.Forget()
+			e.stale <- id
+		},
+		Log:        testLog(e.t),
+		loginProbe: e.loginProbe,
 	})
 	if err != nil {
 		cancel()

@@ -18,6 +18,7 @@ type mailbox struct {
 	inFlight  smartcar.Action // being sent to Smartcar now; "" for none
 	read      bool
 	republish bool
+	login     bool
 }
 
 func newMailbox() *mailbox { return &mailbox{wake: make(chan struct{}, 1)} }
@@ -50,17 +51,26 @@ func (m *mailbox) requestRepublish() {
 	m.mu.Unlock()
 }
 
+func (m *mailbox) requestCheckLogin() {
+	m.mu.Lock()
+	m.login = true
+	m.signal()
+	m.mu.Unlock()
+}
+
 type job int
 
 const (
 	jobNone job = iota
 	jobRepublish
+	jobCheckLogin
 	jobCommand
 	jobRead
 )
 
 // take returns the next job, republish first (cheap, and it is why HA is waiting),
-// then a command, then a read. A command taken becomes the one in flight until done.
+// then a login check (it decides whether calls can work), then a command, then a
+// read. A command taken becomes the one in flight until done.
 func (m *mailbox) take() (job, smartcar.Action) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -68,6 +78,9 @@ func (m *mailbox) take() (job, smartcar.Action) {
 	case m.republish:
 		m.republish = false
 		return jobRepublish, ""
+	case m.login:
+		m.login = false
+		return jobCheckLogin, ""
 	case m.command != "":
 		a := m.command
 		m.command, m.inFlight = "", a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 type Smartcar interface {
 	ChargePortDoor(ctx context.Context, v smartcar.Vehicle, a smartcar.Action) error
 	TeslaCharge(ctx context.Context, vehicleID string) (smartcar.Charge, error)
+	// CheckLogin gets an access token without calling the API: how a vehicle
+	// taken offline by a refused login learns, for free, that it works again.
+	CheckLogin(ctx context.Context) error
 }
 
 // publisher sends one message; it must not block on the network.
@@ -34,6 +38,10 @@ const (
 	stateUnknown = "None"
 )
 
+// loginProbeInterval is how often a vehicle offline for a refused login checks
+// whether a new token has appeared. It costs no Smartcar call.
+const loginProbeInterval = time.Minute
+
 // worker owns one vehicle: its state, attributes and availability are touched by its
 // run goroutine only, so commands and reads never race on what they publish.
 type worker struct {
@@ -43,12 +51,20 @@ type worker struct {
 	out     publisher
 	log     logrus.FieldLogger
 	mail    *mailbox
+	memory  *memory     // the state kept across restarts; nil keeps nothing
+	login   *loginWatch // shared by all workers
+	stale   func(vehicleID string, err error)
 	poll    time.Duration
+	probe   time.Duration // loginProbeInterval
+	stagger time.Duration // added once to the first poll after a cold start
 	now     func() time.Time
 
 	state     string
 	attrs     attributes
+	known     time.Time // when the door state was last learned from the car
 	available bool
+	loginLost bool      // offline because Smartcar refused the login
+	due       time.Time // next read; zero for none
 }
 
 // attributes is the cover's json_attributes payload (SPEC §4).
@@ -74,44 +90,26 @@ func newErrorInfo(err error) *errorInfo {
 	if errors.As(err, &se) {
 		return &errorInfo{Type: se.Type, Code: se.Code, Description: se.Description, RequestID: se.RequestID, Resolution: se.Resolution, StatusCode: se.StatusCode}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if isTimeout(err) {
 		return &errorInfo{Type: "TIMEOUT", Description: err.Error()}
 	}
 	return &errorInfo{Type: "NETWORK", Description: err.Error()}
 }
 
-func newWorker(v Vehicle, topics discovery.Topics, car Smartcar, out publisher, poll time.Duration, log logrus.FieldLogger) *worker {
-	return &worker{
-		vehicle:   v,
-		topics:    topics,
-		car:       car,
-		out:       out,
-		log:       log.WithField("vehicle", v.ID),
-		mail:      newMailbox(),
-		poll:      poll,
-		now:       time.Now,
-		state:     stateUnknown,
-		available: true,
-	}
-}
-
-// run serves the mailbox until stop is cancelled. Smartcar calls run under call, which
-// outlives stop by the shutdown grace so that a command already sent can finish.
+// run serves the mailbox and the poll schedule until stop is cancelled. Smartcar
+// calls run under call, which outlives stop by the shutdown grace so that a command
+// already sent can finish.
 func (w *worker) run(stop, call context.Context) {
-	var tick <-chan time.Time
-	if w.vehicle.canRead() {
-		w.mail.requestRead() // the initial state: one read
-		if w.poll > 0 {
-			t := time.NewTicker(w.poll)
-			defer t.Stop()
-			tick = t.C
-		}
-	}
+	w.restore()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		w.arm(timer)
 		select {
 		case <-stop.Done():
 			return
-		case <-tick:
+		case <-timer.C:
+			w.due = time.Time{}
 			w.mail.requestRead()
 		case <-w.mail.wake:
 		}
@@ -123,6 +121,8 @@ func (w *worker) run(stop, call context.Context) {
 			switch j {
 			case jobRepublish:
 				w.publishAll()
+			case jobCheckLogin:
+				w.checkLogin(call)
 			case jobCommand:
 				w.command(call, action)
 				w.mail.done()
@@ -131,6 +131,39 @@ func (w *worker) run(stop, call context.Context) {
 			}
 		}
 	}
+}
+
+// restore takes the state kept by the previous run: a warm restart publishes what
+// was known and reads only when the poll is due, so it spends no Smartcar call.
+func (w *worker) restore() {
+	if saved, ok := w.memory.load(w.log); ok {
+		w.state, w.attrs, w.known = saved.State, saved.Attributes, saved.KnownAt
+	}
+	if !w.vehicle.canRead() {
+		return
+	}
+	if w.known.IsZero() {
+		w.due = w.now() // cold start: one read for the initial state
+		return
+	}
+	w.scheduleAfter(w.known)
+}
+
+// scheduleAfter plans the next poll one interval after the state was learned.
+func (w *worker) scheduleAfter(learned time.Time) {
+	w.due = time.Time{}
+	if w.poll > 0 && w.vehicle.canRead() {
+		w.due = learned.Add(w.poll + w.stagger)
+		w.stagger = 0
+	}
+}
+
+func (w *worker) arm(t *time.Timer) {
+	if w.due.IsZero() {
+		t.Stop()
+		return
+	}
+	t.Reset(max(0, w.due.Sub(w.now())))
 }
 
 func (w *worker) command(ctx context.Context, a smartcar.Action) {
@@ -148,13 +181,16 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 		w.attrs.Result = "success"
 		w.setState(target)
 		w.publishAttributes()
+		w.learned(now)
+		w.healthy()
 		return
 	}
 	w.attrs.Result, w.attrs.Error = "error", newErrorInfo(err)
 	w.log.WithError(err).WithField("action", a).Warn("charge port command failed")
 	w.setState(before)
 	w.publishAttributes()
-	w.checkAccess(err)
+	w.remember()
+	w.failed(err)
 	// A command that timed out may still have reached the car: learn the truth with a
 	// read rather than guessing, and never by sending it again.
 	if w.vehicle.canRead() && isTimeout(err) {
@@ -169,11 +205,14 @@ func (w *worker) read(ctx context.Context) {
 		w.log.WithError(err).Warn("reading the charge port state failed")
 		w.attrs.Result, w.attrs.Error, w.attrs.Source, w.attrs.UpdatedAt = "error", newErrorInfo(err), "poll", &now
 		w.publishAttributes()
-		w.checkAccess(err)
+		w.remember()
+		// Keep the cadence after a failure: retrying sooner spends quota on a car
+		// that is asleep or unreachable.
+		w.scheduleAfter(now)
+		w.failed(err)
 		return
 	}
 	w.attrs = attributes{LastCommand: w.attrs.LastCommand, Result: "success", Source: "poll", UpdatedAt: &now}
-	w.setAvailable(true)
 	switch {
 	case charge.ChargePortOpen == nil:
 		w.setState(stateUnknown)
@@ -183,17 +222,68 @@ func (w *worker) read(ctx context.Context) {
 		w.setState(stateClosed)
 	}
 	w.publishAttributes()
+	w.learned(now)
+	w.healthy()
 }
 
-// checkAccess marks the vehicle unavailable when Smartcar says the daemon may no longer
-// act for the user: the refresh token was refused, or access was revoked.
-func (w *worker) checkAccess(err error) {
+// learned records that the door state is fresh, which also pushes the next poll back.
+func (w *worker) learned(at time.Time) {
+	w.known = at
+	w.scheduleAfter(at)
+	w.remember()
+}
+
+func (w *worker) remember() {
+	w.memory.save(w.log, savedState{State: w.state, Attributes: w.attrs, KnownAt: w.known})
+}
+
+// failed reacts to what an error says about the daemon's access to the vehicle.
+func (w *worker) failed(err error) {
 	var se *smartcar.Error
-	if !errors.As(err, &se) {
+	switch {
+	case smartcar.IsInvalidGrant(err), errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
+		w.loginLost = true
+		w.setAvailable(false)
+		w.due = w.now().Add(w.probe)
+		w.login.lost(err)
+	case errors.As(err, &se) && (se.StatusCode == http.StatusForbidden || se.StatusCode == http.StatusNotFound):
+		// Access revoked, a permission withdrawn, or the vehicle gone: what we
+		// know of the account is stale.
+		if se.StatusCode == http.StatusForbidden {
+			w.setAvailable(false)
+		}
+		if w.stale != nil {
+			w.stale(w.vehicle.ID, err)
+		}
+	}
+}
+
+// healthy records a call that worked: the vehicle is served again.
+func (w *worker) healthy() {
+	w.setAvailable(true)
+	if w.loginLost {
+		w.loginLost = false
+		w.login.restored()
+	}
+}
+
+// checkLogin runs when the login was refused (for this or another vehicle), and
+// then every loginProbeInterval until it works again.
+func (w *worker) checkLogin(ctx context.Context) {
+	if err := w.car.CheckLogin(ctx); err != nil {
+		w.loginLost = true
+		w.setAvailable(false)
+		w.due = w.now().Add(w.probe)
 		return
 	}
-	if se.Code == "invalid_grant" || se.Type == "AUTHENTICATION" {
-		w.setAvailable(false)
+	if !w.loginLost {
+		return
+	}
+	w.healthy()
+	if w.vehicle.canRead() {
+		w.mail.requestRead() // what changed while we were away
+	} else {
+		w.scheduleAfter(w.known)
 	}
 }
 

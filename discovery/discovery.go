@@ -98,6 +98,23 @@ func ConfigTopic(prefix, vehicleID string) string {
 	return prefix + "/device/" + ObjectID(vehicleID) + "/config"
 }
 
+// ConfigFilter subscribes to every device config under prefix, ours and others'.
+func ConfigFilter(prefix string) string { return prefix + "/device/+/config" }
+
+// VehicleFromConfigTopic is ConfigTopic's inverse: the vehicle id of one of our
+// device configs, and false for a topic that is not one.
+func VehicleFromConfigTopic(prefix, topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, prefix+"/device/"+IDPrefix)
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutSuffix(rest, "/config")
+	if !ok || ValidateVehicleID(id) != nil {
+		return "", false
+	}
+	return id, true
+}
+
 // ErrInvalidVehicleID is wrapped by errors about vehicle ids that cannot be
 // used in topics or Home Assistant object ids.
 var ErrInvalidVehicleID = errors.New("invalid vehicle id")

@@ -328,3 +328,26 @@ func TestConfigNoHTMLEscaping(t *testing.T) {
 		}
 	}
 }
+
+func TestVehicleFromConfigTopic(t *testing.T) {
+	tests := []struct {
+		topic string
+		id    string
+		ok    bool
+	}{
+		{discovery.ConfigTopic("homeassistant", "V-1_a"), "V-1_a", true},
+		{"homeassistant/device/smartcar2mqtt_V1/config", "V1", true},
+		{"homeassistant/device/other_V1/config", "", false},
+		{"homeassistant/device/smartcar2mqtt_/config", "", false},
+		{"homeassistant/device/smartcar2mqtt_V1/state", "", false},
+		{"homeassistant/device/smartcar2mqtt_V 1/config", "", false},
+		{"ha/device/smartcar2mqtt_V1/config", "", false},
+		{"homeassistant/cover/smartcar2mqtt_V1/config", "", false},
+	}
+	for _, tt := range tests {
+		id, ok := discovery.VehicleFromConfigTopic("homeassistant", tt.topic)
+		if id != tt.id || ok != tt.ok {
+			t.Errorf("VehicleFromConfigTopic(%q) = %q, %v; want %q, %v", tt.topic, id, ok, tt.id, tt.ok)
+		}
+	}
+}

@@ -37,7 +37,9 @@ type TokenSource interface {
 	Invalidate()
 }
 
-// Client calls the Smartcar API v2.0. It is safe for concurrent use.
+// Client calls the Smartcar API v2.0, retrying as SPEC §6 says (see do). It
+// is safe for concurrent use, and meant to be shared: a 429 one caller
+// receives holds back the others through the Client's gate.
 type Client struct {
 	base      string // API root, e.g. https://api.smartcar.com/v2.0, no trailing slash
 	tokens    TokenSource
@@ -46,6 +48,11 @@ type Client struct {
 	timeout   time.Duration
 	pageSize  int
 	now       func() time.Time
+
+	backoff      time.Duration // full-jitter base for 500/502/transport retries
+	maxRetryWait time.Duration // longest Retry-After one call waits out
+	observer     CallObserver  // nil: nobody counts
+	gate         gate          // shared 429 holds, per vehicle and app-wide
 }
 
 // Option configures a Client.
@@ -58,10 +65,23 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 // WithUserAgent sets the User-Agent sent on every request.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
 
-// WithTimeout bounds one HTTP request (SMARTCAR_TIMEOUT). Commands can take
-// minutes, so this is a per-request bound applied with a context, not a
-// client-wide one.
+// WithTimeout bounds one API call (SMARTCAR_TIMEOUT), including its retries
+// and the waits before them, so a caller knows when it gets an answer.
+// Commands can take minutes, so this is applied per call with a context, not
+// as a client-wide http.Client timeout. Zero means no bound beyond ctx.
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+
+// WithBackoff sets the full-jitter base for retrying 500/502 and transport
+// errors (DefaultBackoff); tests pass something tiny. Zero retries at once.
+func WithBackoff(base time.Duration) Option { return func(c *Client) { c.backoff = base } }
+
+// WithMaxRetryWait sets the longest Retry-After one call waits out
+// (DefaultMaxRetryWait); a longer one returns the 429 *Error at once.
+func WithMaxRetryWait(d time.Duration) Option { return func(c *Client) { c.maxRetryWait = d } }
+
+// WithObserver reports every HTTP request, retries included, to o (e.g. a
+// *Usage), so the calls spent are visible.
+func WithObserver(o CallObserver) Option { return func(c *Client) { c.observer = o } }
 
 // WithPageSize sets the limit asked for on paged lists.
 func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
@@ -77,6 +97,9 @@ func NewClient(apiURL string, tokens TokenSource, opts ...Option) *Client {
 		userAgent: DefaultUserAgent,
 		pageSize:  DefaultPageSize,
 		now:       time.Now,
+
+		backoff:      DefaultBackoff,
+		maxRetryWait: DefaultMaxRetryWait,
 	}
 	for _, o := range opts {
 		o(c)
@@ -98,7 +121,8 @@ func (c *Client) VehicleIDs(ctx context.Context) ([]string, error) {
 			Vehicles []string `json:"vehicles"`
 			Paging   paging   `json:"paging"`
 		}
-		_, err := c.do(ctx, http.MethodGet, "/vehicles", pageQuery(limit, offset), nil, &resp)
+		_, err := c.do(ctx, request{endpoint: EndpointVehicles, method: http.MethodGet,
+			path: "/vehicles", query: pageQuery(limit, offset)}, &resp)
 		return resp.Vehicles, resp.Paging, err
 	})
 	if err != nil {
@@ -110,7 +134,8 @@ func (c *Client) VehicleIDs(ctx context.Context) ([]string, error) {
 // Vehicle reads a vehicle's make, model and year (GET /vehicles/{id}).
 func (c *Client) Vehicle(ctx context.Context, id string) (Vehicle, error) {
 	var v Vehicle
-	if _, err := c.do(ctx, http.MethodGet, vehiclePath(id), nil, nil, &v); err != nil {
+	r := request{endpoint: EndpointVehicle, vehicleID: id, method: http.MethodGet, path: vehiclePath(id)}
+	if _, err := c.do(ctx, r, &v); err != nil {
 		return Vehicle{}, fmt.Errorf("get vehicle %s: %w", id, err)
 	}
 	if v.ID == "" {
@@ -127,7 +152,8 @@ func (c *Client) Permissions(ctx context.Context, id string) ([]string, error) {
 			Permissions []string `json:"permissions"`
 			Paging      paging   `json:"paging"`
 		}
-		_, err := c.do(ctx, http.MethodGet, vehiclePath(id)+"/permissions", pageQuery(limit, offset), nil, &resp)
+		_, err := c.do(ctx, request{endpoint: EndpointPermissions, vehicleID: id, method: http.MethodGet,
+			path: vehiclePath(id) + "/permissions", query: pageQuery(limit, offset)}, &resp)
 		return resp.Permissions, resp.Paging, err
 	})
 	if err != nil {
@@ -140,7 +166,8 @@ func (c *Client) Permissions(ctx context.Context, id string) ([]string, error) {
 // (GET /vehicles/{id}/tesla/charge, permission read_charge).
 func (c *Client) TeslaCharge(ctx context.Context, id string) (Charge, error) {
 	var ch Charge
-	reqID, err := c.do(ctx, http.MethodGet, vehiclePath(id)+"/tesla/charge", nil, nil, &ch)
+	reqID, err := c.do(ctx, request{endpoint: EndpointTeslaCharge, vehicleID: id, method: http.MethodGet,
+		path: vehiclePath(id) + "/tesla/charge"}, &ch)
 	if err != nil {
 		return Charge{}, fmt.Errorf("read charge state of %s: %w", id, err)
 	}
@@ -151,7 +178,10 @@ func (c *Client) TeslaCharge(ctx context.Context, id string) (Charge, error) {
 // ChargePortDoor opens or closes the charge port door
 // (POST /vehicles/{id}/{make}/charge/charge_port_door, permission
 // control_charge). Smartcar offers it for Tesla only; other makes get an
-// *Error from Smartcar.
+// *Error from Smartcar. The command is re-sent only after a 401 or 429, which
+// Smartcar answers without acting; after a timeout, a transport error, a 500
+// or a 502 the car may have acted, so the caller gets the error and should
+// read the state before trying again.
 func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error {
 	op := "open charge port"
 	if a == Close {
@@ -176,7 +206,8 @@ func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error 
 		Message string `json:"message"`
 		errorBody
 	}
-	reqID, err := c.do(ctx, http.MethodPost, path, nil, body, &resp)
+	reqID, err := c.do(ctx, request{endpoint: EndpointChargePortDoor, vehicleID: v.ID, method: http.MethodPost,
+		path: path, body: body}, &resp)
 	if err != nil {
 		return fmt.Errorf("%s of %s: %w", op, v.ID, err)
 	}
@@ -193,63 +224,184 @@ func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error 
 	return nil
 }
 
-// do sends one API call and decodes a 2xx JSON body into out. It asks the
-// token source for a bearer token per attempt; on 401 it invalidates the token
-// and retries exactly once. It returns the SC-Request-Id of the final response.
-func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) (string, error) {
-	u := c.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	for attempt := 0; ; attempt++ {
-		status, h, respBody, bearer, err := c.send(ctx, method, u, body)
-		if err != nil {
-			return "", err
-		}
-		reqID := h.Get(RequestIDHeader)
-		if status == http.StatusUnauthorized && attempt == 0 {
-			// The access token may have been revoked or expired early:
-			// refresh once, try once more.
-			c.tokens.Invalidate()
-			continue
-		}
-		if status < 200 || status > 299 {
-			e := newHTTPError(status, h, respBody, c.now())
-			e.redact(bearer) // a proxy's error page may echo our headers
-			return reqID, e
-		}
-		if out != nil && len(bytes.TrimSpace(respBody)) > 0 {
-			if err := json.Unmarshal(respBody, out); err != nil {
-				return reqID, fmt.Errorf("decode response (status %d, request id %s): %w", status, reqID, err)
-			}
-		}
-		return reqID, nil
-	}
+// request is one API call as do sends it.
+type request struct {
+	endpoint  string // Endpoint constant, for the observer
+	vehicleID string // for the 429 gate and the observer; "" for the vehicle list
+	method    string
+	path      string // below the API root, e.g. /vehicles/{id}
+	query     url.Values
+	body      []byte // JSON; nil for GET
 }
 
-// send performs one HTTP exchange under the per-request timeout and returns
-// the fully read body, so the timeout covers the body too, and the access
-// token it used, so errors can be scrubbed of it.
-func (c *Client) send(ctx context.Context, method, u string, body []byte) (status int, h http.Header, respBody []byte, bearer string, err error) {
-	tok, err := c.tokens.Token()
-	if err != nil {
-		return 0, nil, nil, "", fmt.Errorf("get access token: %w", err)
-	}
-	bearer = tok.AccessToken
+// do sends one API call and decodes a 2xx JSON body into out. It returns the
+// SC-Request-Id of the final response. The whole call, retries and waits
+// included, runs under the WithTimeout bound. Retries (SPEC §6):
+//
+//   - 401: invalidate the token, refresh, retry once (any method).
+//   - 429: close the gate for the vehicle (RATE_LIMIT:VEHICLE) or for
+//     everything (any other 429) until Retry-After (30 s if absent), then
+//     retry, at most maxRateLimitRetries times (any method: Smartcar did not
+//     process it). Every request first waits for the gate; a wait longer than
+//     WithMaxRetryWait or past the deadline returns the 429 *Error at once.
+//   - 500, 502 and transport errors: GET only, maxAttempts tries in all, with
+//     full-jitter exponential backoff; a backoff past the deadline returns the
+//     last error at once. A POST is never re-sent after these (see mayResend).
+//   - anything else (409 VEHICLE_STATE, other 4xx, 501…): no retry.
+//
+// After the last try it returns the last *Error (or transport error).
+func (c *Client) do(ctx context.Context, r request, out any) (string, error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
+	u := c.base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	var (
+		refreshed bool   // a 401 has been answered with a refresh
+		limited   int    // 429s so far
+		failures  int    // 500/502/transport failures so far
+		last429   *Error // this call's own latest 429
+	)
+	for {
+		if err := c.waitGate(ctx, r.vehicleID, last429); err != nil {
+			return "", err
+		}
+		tok, err := c.tokens.Token()
+		if err != nil {
+			return "", fmt.Errorf("get access token: %w", err)
+		}
+		start := time.Now()
+		status, h, respBody, err := c.send(ctx, r.method, u, r.body, tok.AccessToken)
+		if err != nil {
+			c.observe(r, transportOutcome(err), 0, start)
+			if ctx.Err() != nil || !mayResend(r.method) {
+				return "", err
+			}
+			failures++
+			if failures >= maxAttempts {
+				return "", err
+			}
+			if werr := c.backoffWait(ctx, failures, err); werr != nil {
+				return "", werr
+			}
+			continue
+		}
+		reqID := h.Get(RequestIDHeader)
+		if status >= 200 && status <= 299 {
+			if out != nil && len(bytes.TrimSpace(respBody)) > 0 {
+				if err := json.Unmarshal(respBody, out); err != nil {
+					c.observe(r, OutcomeInvalidResponse, status, start)
+					return reqID, fmt.Errorf("decode response (status %d, request id %s): %w", status, reqID, err)
+				}
+			}
+			c.observe(r, OutcomeOK, status, start)
+			return reqID, nil
+		}
+		e := newHTTPError(status, h, respBody, c.now())
+		e.redact(tok.AccessToken) // a proxy's error page may echo our headers
+		if status == http.StatusTooManyRequests {
+			// Hold back every request this limit applies to, this call's
+			// retry included (waitGate at the top of the loop); closed
+			// before the observer hears of it, so nothing slips through.
+			c.gate.close(rateLimitScope(e, r.vehicleID), c.now().Add(rateLimitWait(e)), e)
+		}
+		outcome, _ := errorOutcome(e)
+		c.observe(r, outcome, status, start)
+		switch {
+		case status == http.StatusUnauthorized && !refreshed:
+			// The access token may have been revoked or expired early:
+			// refresh once, try once more. Smartcar refused before acting,
+			// so this holds for the command too.
+			refreshed = true
+			c.tokens.Invalidate()
+		case status == http.StatusTooManyRequests:
+			if limited++; limited > maxRateLimitRetries {
+				return reqID, e
+			}
+			last429 = e
+		case retryableStatus(status) && mayResend(r.method) && failures+1 < maxAttempts:
+			failures++
+			if werr := c.backoffWait(ctx, failures, e); werr != nil {
+				return reqID, werr
+			}
+		default:
+			return reqID, e
+		}
+	}
+}
+
+// waitGate waits until the gate lets a request to vehicleID through. If the
+// wait does not fit (longer than maxRetryWait, or past ctx's deadline) it
+// returns at once with a RATE_LIMIT *Error: own429 if this call was the one
+// rate limited, else a copy of the 429 that closed the gate, its RetryAfter
+// set to the time left, so a caller can tell the user when to try again.
+func (c *Client) waitGate(ctx context.Context, vehicleID string, own429 *Error) error {
+	now := c.now()
+	h := c.gate.hold(vehicleID, now)
+	if h.until.IsZero() {
+		return nil
+	}
+	d := h.until.Sub(now)
+	if !fits(ctx, now, d, c.maxRetryWait) {
+		if own429 != nil {
+			return own429
+		}
+		e := *h.cause
+		e.RetryAfter = d.Round(time.Second)
+		return &e
+	}
+	if err := sleep(ctx, d); err != nil {
+		return fmt.Errorf("wait %s for Smartcar's rate limit: %w", d.Round(time.Millisecond), err)
+	}
+	return nil
+}
+
+// backoffWait sleeps the jittered backoff before retry n after lastErr. A
+// wait that would end past the deadline returns lastErr at once: the retry
+// could not finish anyway.
+func (c *Client) backoffWait(ctx context.Context, n int, lastErr error) error {
+	d := backoffWait(c.backoff, n)
+	if !fits(ctx, c.now(), d, maxBackoff) {
+		return lastErr
+	}
+	if err := sleep(ctx, d); err != nil {
+		// Wrap only ctx's error: the caller is shutting down or out of
+		// time, and that, not the earlier failure, is what it must see.
+		return fmt.Errorf("retry after %v: %w", lastErr, err)
+	}
+	return nil
+}
+
+// observe reports one exchange to the observer, if any.
+func (c *Client) observe(r request, outcome string, status int, start time.Time) {
+	if c.observer == nil {
+		return
+	}
+	c.observer.ObserveCall(Call{
+		Endpoint:  r.endpoint,
+		VehicleID: r.vehicleID,
+		Outcome:   outcome,
+		Status:    status,
+		Duration:  time.Since(start),
+	})
+}
+
+// send performs one HTTP exchange with the bearer token and returns the
+// fully read body, so ctx's deadline covers the body too.
+func (c *Client) send(ctx context.Context, method, u string, body []byte, bearer string) (status int, h http.Header, respBody []byte, err error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return 0, nil, nil, bearer, err
+		return 0, nil, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Authorization", "Bearer "+bearer)
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -258,14 +410,14 @@ func (c *Client) send(ctx context.Context, method, u string, body []byte) (statu
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// *url.Error names method and URL; our URLs carry no secrets.
-		return 0, nil, nil, bearer, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return 0, nil, nil, bearer, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
+		return 0, nil, nil, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
 	}
-	return resp.StatusCode, resp.Header, data, bearer, nil
+	return resp.StatusCode, resp.Header, data, nil
 }
 
 // pages collects a limit/offset paged list. It stops on an empty or short

@@ -249,9 +249,10 @@ func TestErrorDecoding(t *testing.T) {
 			Error{StatusCode: 409, Type: TypeVehicleState, Code: "UNREACHABLE"}},
 		{"rate limit", Fault{Status: 429, RetryAfter: 30 * time.Second},
 			Error{StatusCode: 429, Type: TypeRateLimit, Code: "VEHICLE", Resolution: "RETRY_LATER", RetryAfter: 30 * time.Second}},
-		{"server", Fault{Status: 500},
+		// 500 and 502 are retried: Times -1 makes every try fail.
+		{"server", Fault{Status: 500, Times: -1},
 			Error{StatusCode: 500, Type: TypeServer, Code: "INTERNAL", Resolution: "RETRY_LATER"}},
-		{"upstream", Fault{Status: 502},
+		{"upstream", Fault{Status: 502, Times: -1},
 			Error{StatusCode: 502, Type: TypeUpstream, Code: "UNKNOWN_ISSUE", Resolution: "RETRY_LATER"}},
 		{"not json", Fault{Status: 503, RawBody: "<html><body>upstream\nconnect error</body></html>"},
 			Error{StatusCode: 503, Description: "Service Unavailable: <html><body>upstream connect error</body></html>"}},
@@ -261,7 +262,7 @@ func TestErrorDecoding(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
-			c, _ := e.client(t)
+			c, _ := e.client(t, WithBackoff(0))
 			tt.fault.Path = "/tesla/charge"
 			e.sim.InjectFault(tt.fault)
 

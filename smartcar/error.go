@@ -230,7 +230,10 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // oauthError turns a token endpoint failure into *Error. The raw response
 // body is deliberately dropped: oauth2.RetrieveError.Error() prints it, and a
 // token endpoint is exactly where a body may echo a credential.
-func oauthError(err error) error {
+//
+// secrets (the refresh token or code that was sent, the client secret) are
+// removed from the server's free text, so they cannot reach a log line.
+func oauthError(err error, secrets ...string) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return err
@@ -246,6 +249,9 @@ func oauthError(err error) error {
 		if e.Description == "" && e.Code == "" {
 			e.Description = http.StatusText(re.Response.StatusCode)
 		}
+	}
+	for _, secret := range secrets {
+		e.redact(secret)
 	}
 	return e
 }

@@ -43,6 +43,16 @@ type SimOptions struct {
 	// still move the door, as a real car may: the case where a timed-out
 	// POST must not be re-sent blindly.
 	CompleteOnCancel bool
+
+	// RefreshGrace keeps a used refresh token redeemable for this long after
+	// its first use, as Smartcar does (the old one dies a minute after use):
+	// a client that crashed before saving the new pair can retry with the
+	// old one. 0 refuses any reuse, the strictest server.
+	RefreshGrace time.Duration
+
+	// DenyConnect makes GET /oauth/authorize answer as if the user pressed
+	// "Deny access": a redirect with error=access_denied.
+	DenyConnect bool
 }
 
 // Fault makes matching requests fail with a Smartcar error body.
@@ -60,7 +70,8 @@ type Fault struct {
 type SimRequest struct {
 	Method, Path, Body, Authorization string
 	Query, UserAgent, RequestID       string
-	Status                            int // 0 while in flight; 499 if the client went away
+	Status                            int       // 0 while in flight; 499 if the client went away
+	At                                time.Time // arrival, from SimOptions.Now, so tests can check waits
 }
 
 // Simulator is an http.Handler speaking Smartcar's documented shapes: the
@@ -72,7 +83,7 @@ type Simulator struct {
 	mux  *http.ServeMux
 
 	mu       sync.Mutex
-	refresh  map[string]bool      // refresh token → already used
+	refresh  map[string]time.Time // refresh token → first use; zero = unused
 	access   map[string]time.Time // access token → expiry
 	codes    map[string]string    // authorization code → redirect_uri
 	vehicles map[string]*simVehicle
@@ -100,7 +111,7 @@ func NewSimulator(opts SimOptions) *Simulator {
 	s := &Simulator{
 		opts:     opts,
 		mux:      http.NewServeMux(),
-		refresh:  map[string]bool{},
+		refresh:  map[string]time.Time{},
 		access:   map[string]time.Time{},
 		codes:    map[string]string{},
 		vehicles: map[string]*simVehicle{},
@@ -146,7 +157,7 @@ func (s *Simulator) IssueRefreshToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rt := "sim-rt-" + randomHex(16)
-	s.refresh[rt] = false
+	s.refresh[rt] = time.Time{}
 	return rt
 }
 
@@ -245,6 +256,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization: r.Header.Get("Authorization"),
 		UserAgent:     r.Header.Get("User-Agent"),
 		RequestID:     reqID,
+		At:            s.opts.Now(),
 	})
 	rec := &statusRecorder{ResponseWriter: w}
 	if f, ok := s.takeFault(r); ok {
@@ -462,7 +474,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // handleToken serves the refresh_token and authorization_code grants.
-// Every grant rotates the refresh token; a used one is refused.
+// Every grant rotates the refresh token; a used one is refused once
+// RefreshGrace has passed since its first use.
 func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	id, secret, ok := r.BasicAuth()
 	if ok {
@@ -484,12 +497,15 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
 		rt := r.PostForm.Get("refresh_token")
-		used, known := s.refresh[rt]
-		if !known || used {
+		usedAt, known := s.refresh[rt]
+		now := s.opts.Now()
+		if !known || (!usedAt.IsZero() && !now.Before(usedAt.Add(s.opts.RefreshGrace))) {
 			writeOAuthError(w, http.StatusBadRequest, CodeInvalidGrant, "The refresh token is invalid, expired or already used.")
 			return
 		}
-		s.refresh[rt] = true
+		if usedAt.IsZero() {
+			s.refresh[rt] = now // the grace runs from the first use
+		}
 	case "authorization_code":
 		code := r.PostForm.Get("code")
 		redirect, known := s.codes[code]
@@ -504,7 +520,7 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	at, rt := "sim-at-"+randomHex(16), "sim-rt-"+randomHex(16)
 	s.access[at] = s.opts.Now().Add(s.opts.AccessTTL)
-	s.refresh[rt] = false
+	s.refresh[rt] = time.Time{}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token":       at,
@@ -515,8 +531,11 @@ func (s *Simulator) handleToken(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleAuthorize is a minimal Connect: it approves at once and redirects to
-// redirect_uri with a code and the caller's state.
+// handleAuthorize is a minimal Connect: the user approves at once (or denies,
+// with DenyConnect) and is redirected to redirect_uri with a code, or with
+// error and error_description, plus the caller's state. Like Connect, it
+// shows an error page instead of redirecting when the request itself is
+// wrong: an OAuth server never redirects to an address it cannot trust.
 func (s *Simulator) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if q.Get("client_id") != s.opts.ClientID {
@@ -524,16 +543,33 @@ func (s *Simulator) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	redirect, err := url.Parse(q.Get("redirect_uri"))
-	if err != nil || redirect.Scheme == "" || redirect.Host == "" {
+	if err != nil || (redirect.Scheme != "http" && redirect.Scheme != "https") || redirect.Host == "" || redirect.Fragment != "" {
 		http.Error(w, "invalid redirect_uri", http.StatusBadRequest)
 		return
 	}
-	code := "sim-code-" + randomHex(8)
-	s.mu.Lock()
-	s.codes[code] = q.Get("redirect_uri")
-	s.mu.Unlock()
+	if q.Get("response_type") != "code" {
+		http.Error(w, "response_type must be code", http.StatusBadRequest)
+		return
+	}
+	if m := q.Get("mode"); m != "" && m != "live" && m != "simulated" && m != "test" {
+		http.Error(w, "mode must be live, simulated or test", http.StatusBadRequest)
+		return
+	}
+	if p := q.Get("approval_prompt"); p != "" && p != "auto" && p != "force" {
+		http.Error(w, "approval_prompt must be auto or force", http.StatusBadRequest)
+		return
+	}
 	rq := redirect.Query()
-	rq.Set("code", code)
+	if s.opts.DenyConnect {
+		rq.Set("error", "access_denied")
+		rq.Set("error_description", "User denied access to application.")
+	} else {
+		code := "sim-code-" + randomHex(8)
+		s.mu.Lock()
+		s.codes[code] = q.Get("redirect_uri")
+		s.mu.Unlock()
+		rq.Set("code", code)
+	}
 	if st := q.Get("state"); st != "" {
 		rq.Set("state", st)
 	}

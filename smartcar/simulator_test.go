@@ -102,7 +102,8 @@ func TestSimulatorFaultTimes(t *testing.T) {
 	c := NewClient(e.apiURL, st)
 	ctx := ctxT(t)
 
-	e.sim.InjectFault(Fault{Method: "GET", Path: "/tesla/charge", Status: 500, Times: 2})
+	// 409, not 5xx: the client retries 5xx, which would hide the count.
+	e.sim.InjectFault(Fault{Method: "GET", Path: "/tesla/charge", Status: 409, Times: 2})
 	for i := range 2 {
 		if _, err := c.TeslaCharge(ctx, SimTeslaID); err == nil {
 			t.Fatalf("call %d: fault not applied", i)

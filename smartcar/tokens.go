@@ -21,6 +21,17 @@ const DefaultEarlyRefresh = 5 * time.Minute
 // hung endpoint must not wedge every request behind it.
 const tokenEndpointTimeout = 60 * time.Second
 
+// DefaultRefreshMaxAge is how old a refresh token may grow before KeepAlive
+// renews it although nothing needed an access token: Smartcar's refresh
+// tokens die 60 days after issue, so renewing at 30 leaves a month to notice
+// and fix a failure.
+const DefaultRefreshMaxAge = 30 * 24 * time.Hour
+
+// KeepAliveInterval is how often KeepAlive looks at the refresh token's age.
+// A look spends no call unless a refresh is due, so looking hourly is free
+// and keeps the renewal close to its date across a suspend or a clock jump.
+const KeepAliveInterval = time.Hour
+
 // OAuthConfig is Smartcar's OAuth client: Connect as the authorization
 // endpoint, and client credentials in the Authorization header, as Smartcar
 // documents.
@@ -50,10 +61,14 @@ type Tokens struct {
 	now   func() time.Time
 	early time.Duration
 
-	mu      sync.Mutex
-	tok     *oauth2.Token // current pair; AccessToken "" forces a refresh
-	unsaved bool          // tok holds a rotated pair the store has not accepted yet
-	dead    error         // invalid_grant for tok.RefreshToken: don't ask again
+	keepAliveTick  <-chan time.Time // nil: a KeepAliveInterval ticker
+	keepAliveError func(error)      // nil: failures wait for the next Token call
+
+	mu       sync.Mutex
+	tok      *oauth2.Token // current pair; AccessToken "" forces a refresh
+	obtained time.Time     // when tok.RefreshToken was issued; zero = unknown
+	unsaved  bool          // tok holds a rotated pair the store has not accepted yet
+	dead     error         // invalid_grant for tok.RefreshToken: don't ask again
 }
 
 // TokensOption configures Tokens.
@@ -64,6 +79,19 @@ func WithNow(now func() time.Time) TokensOption { return func(t *Tokens) { t.now
 
 // WithEarlyRefresh sets how long before expiry the access token is replaced.
 func WithEarlyRefresh(d time.Duration) TokensOption { return func(t *Tokens) { t.early = d } }
+
+// WithKeepAliveTick replaces KeepAlive's hourly ticker with c, so tests
+// decide when it looks.
+func WithKeepAliveTick(c <-chan time.Time) TokensOption {
+	return func(t *Tokens) { t.keepAliveTick = c }
+}
+
+// WithKeepAliveErrors has KeepAlive report each failed keep-alive refresh to
+// f (the daemon logs it): an idle daemon makes no other call that would
+// surface it. f runs on KeepAlive's goroutine.
+func WithKeepAliveErrors(f func(error)) TokensOption {
+	return func(t *Tokens) { t.keepAliveError = f }
+}
 
 // WithTokenUserAgent sets the User-Agent of token endpoint requests.
 func WithTokenUserAgent(ua string) TokensOption {
@@ -89,13 +117,15 @@ func NewTokens(ctx context.Context, conf *oauth2.Config, store *TokenStore, seed
 		o(t)
 	}
 
-	stored, err := store.Load()
+	stored, obtained, err := store.LoadObtained()
 	switch {
 	case err == nil:
-		t.tok = stored
+		t.tok, t.obtained = stored, obtained
 	case errors.Is(err, ErrNoToken) && seedRefreshToken != "":
+		// The seed's age is unknown (a user pasted it): zero makes
+		// KeepAlive renew it at once rather than trust it for 30 days.
 		t.tok = &oauth2.Token{RefreshToken: seedRefreshToken}
-		if err := store.Save(t.tok); err != nil {
+		if err := store.SaveObtained(t.tok, time.Time{}); err != nil {
 			return nil, fmt.Errorf("seed token store: %w", err)
 		}
 	case errors.Is(err, ErrNoToken):
@@ -115,23 +145,8 @@ func (t *Tokens) Token() (*oauth2.Token, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 
-	if t.dead != nil {
-		// The refresh token was refused for good. Asking again would only
-		// spend calls; a new pair can only come from the auth flow, which
-		// writes the store, so look there.
-		st, err := t.store.Load()
-		if err != nil || st.RefreshToken == t.tok.RefreshToken {
-			return nil, t.dead
-		}
-		t.tok, t.dead = st, nil
-	}
-	if t.unsaved {
-		// A rotated pair is only usable once it is on disk; otherwise a
-		// restart would wake up holding a dead refresh token.
-		if err := t.store.Save(t.tok); err != nil {
-			return nil, fmt.Errorf("persist refreshed token: %w", err)
-		}
-		t.unsaved = false
+	if err := t.settle(); err != nil {
+		return nil, err
 	}
 	if t.fresh() {
 		return t.copyToken(), nil
@@ -140,6 +155,80 @@ func (t *Tokens) Token() (*oauth2.Token, error) {
 		return nil, err
 	}
 	return t.copyToken(), nil
+}
+
+// settle makes the cached pair usable: it adopts a pair the auth flow wrote
+// after an invalid_grant, and retries saving a rotated pair whose save
+// failed. Callers hold mu.
+func (t *Tokens) settle() error {
+	if t.dead != nil {
+		// The refresh token was refused for good. Asking again would only
+		// spend calls; a new pair can only come from the auth flow (another
+		// process), which writes the store, so look there.
+		st, obtained, err := t.store.LoadObtained()
+		if err != nil || st.RefreshToken == t.tok.RefreshToken {
+			return t.dead
+		}
+		t.tok, t.obtained, t.dead = st, obtained, nil
+	}
+	if t.unsaved {
+		// A rotated pair is only usable once it is on disk; otherwise a
+		// restart would wake up holding a dead refresh token.
+		if err := t.store.SaveObtained(t.tok, t.obtained); err != nil {
+			return fmt.Errorf("persist refreshed token: %w", err)
+		}
+		t.unsaved = false
+	}
+	return nil
+}
+
+// KeepAlive renews the refresh token whenever it is older than maxAge
+// (DefaultRefreshMaxAge for Smartcar), so a daemon that makes no call for
+// weeks (polling off, no commands) still holds a live one. It looks at once,
+// then every KeepAliveInterval (or on each WithKeepAliveTick value), and
+// returns when ctx is done. Each look costs no call unless a refresh is due;
+// a token of unknown age is renewed at the first look. A failed refresh is
+// retried at the next look and reported to WithKeepAliveErrors; an
+// invalid_grant is reported once, and a pair written later by the auth flow
+// is picked up at a later look.
+func (t *Tokens) KeepAlive(ctx context.Context, maxAge time.Duration) {
+	tick := t.keepAliveTick
+	if tick == nil {
+		tk := time.NewTicker(KeepAliveInterval)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	for {
+		if err := t.keepAlive(maxAge); err != nil && t.keepAliveError != nil {
+			t.keepAliveError(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		}
+	}
+}
+
+// keepAlive is one look: refresh once if the refresh token is older than
+// maxAge.
+func (t *Tokens) keepAlive(maxAge time.Duration) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	wasDead := t.dead != nil
+	if err := t.settle(); err != nil {
+		if wasDead && err == t.dead {
+			return nil // still dead: reported when it happened, not hourly
+		}
+		return fmt.Errorf("keep refresh token alive: %w", err)
+	}
+	if !t.obtained.IsZero() && t.now().Sub(t.obtained) < maxAge {
+		return nil
+	}
+	if err := t.refresh(); err != nil {
+		return fmt.Errorf("keep refresh token alive: %w", err)
+	}
+	return nil
 }
 
 // Invalidate drops the cached access token, so the next Token call refreshes.
@@ -172,22 +261,17 @@ func (t *Tokens) refresh() error {
 	// decide when to refresh and hide our early refresh and Invalidate.
 	nt, err := t.conf.TokenSource(t.ctx, &oauth2.Token{RefreshToken: rt}).Token()
 	if err != nil {
-		err = oauthError(err)
-		var e *Error
-		if errors.As(err, &e) {
-			// error_description is the server's free text; make sure it
-			// cannot carry our credentials into a log line.
-			e.redact(rt)
-			e.redact(t.conf.ClientSecret)
-		}
+		err = oauthError(err, rt, t.conf.ClientSecret)
 		err = fmt.Errorf("refresh access token: %w", err)
 		if IsInvalidGrant(err) {
 			t.dead = err
 		}
 		return err
 	}
-	if nt.RefreshToken == "" {
-		nt.RefreshToken = rt // the server did not rotate it
+	if nt.RefreshToken == "" || nt.RefreshToken == rt {
+		nt.RefreshToken = rt // the server did not rotate it: its age stands
+	} else {
+		t.obtained = t.now()
 	}
 	if nt.ExpiresIn > 0 {
 		// Anchor expiry to our clock, not oauth2's, so tests can drive it.
@@ -199,7 +283,7 @@ func (t *Tokens) refresh() error {
 		RefreshToken: nt.RefreshToken,
 		Expiry:       nt.Expiry,
 	}
-	if err := t.store.Save(t.tok); err != nil {
+	if err := t.store.SaveObtained(t.tok, t.obtained); err != nil {
 		// Keep the pair in memory: the old refresh token is already spent,
 		// so this one is the only way back. Token retries the save.
 		t.unsaved = true

@@ -1,0 +1,238 @@
+package bridge
+
+import (
+	"context"
+
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// secondTesla is a second car on the account, for the many-vehicle rules.
+const secondTesla = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
+
+var secondTopics = discovery.VehicleTopics(base, secondTesla)
+
+func addSecondTesla(e *env) {
+	e.sim.AddVehicle(smartcar.Vehicle{ID: secondTesla, Make: "TESLA", Model: "Model Y", Year: 2023},
+		[]string{"read_vehicle_info", "read_charge", "control_charge"})
+}
+
+// apiCalls counts requests to the Smartcar API and token endpoint (what costs quota).
+func apiCalls(reqs []smartcar.SimRequest) (api, token int) {
+	for _, r := range reqs {
+		switch {
+		case strings.HasPrefix(r.Path, "/v2.0/"):
+			api++
+		case r.Path == "/oauth/token":
+			token++
+		}
+	}
+	return api, token
+}
+
+func TestWarmRestartSpendsNoCall(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	addSecondTesla(e)
+	first := e.startBridge()
+	user := e.recorder(base + "/#")
+	n := ready(user, "closed")
+	user.waitPayload(0, secondTopics.State, "closed")
+	user.publish(teslaTopics.Command, false, "OPEN")
+	n = user.waitPayload(n, teslaTopics.State, "open")
+	first.stop(t)
+	cold := len(e.sim.Requests())
+	api, token := apiCalls(e.sim.Requests())
+	t.Logf("cold start + one OPEN: %d API calls, %d token calls", api, token)
+
+	e.startBridge()
+	// The restarted bridge publishes what it knew, from DATA_DIR...
+	m := user.waitPayload(n, discovery.StatusTopic(base), "online")
+	user.waitPayload(m, teslaTopics.State, "open")
+	user.waitPayload(m, secondTopics.State, "closed")
+	// ...and a refresh is then the first call it makes: nothing was spent on the way.
+	user.publish(teslaTopics.Refresh, false, "")
+	user.waitAttributes(m, func(a map[string]any) bool { return a["source"] == "poll" })
+	after := e.sim.Requests()[cold:]
+	if len(after) != 1 || !strings.HasSuffix(after[0].Path, "/tesla/charge") {
+		t.Fatalf("warm restart made calls beyond the one refresh: %+v", after)
+	}
+}
+
+func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
+	// Access tokens shorter than the early-refresh window: every call refreshes,
+	// so a refused refresh shows at once.
+	e := newEnv(t, "mochi", smartcar.SimOptions{AccessTTL: time.Minute})
+	addSecondTesla(e)
+	e.loginProbe = 50 * time.Millisecond
+	e.startBridge()
+	user := e.recorder(base + "/#")
+	n := ready(user, "closed")
+	user.waitPayload(0, secondTopics.State, "closed")
+
+	// The user revoked the app in Smartcar's dashboard: the refresh token is dead.
+	e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: smartcar.TypeOAuth, Code: "invalid_grant", Times: -1})
+	user.publish(teslaTopics.Refresh, false, "")
+	user.waitPayload(n, teslaTopics.Availability, "offline")
+	user.waitPayload(n, secondTopics.Availability, "offline")
+	_, refusedTokenCalls := apiCalls(e.sim.Requests())
+
+	// While offline, the probes cost nothing: the dead token is not offered again.
+	user.publish(secondTopics.Refresh, false, "")
+	user.waitAttributes(n, func(a map[string]any) bool { return a["result"] == "error" })
+	if _, tok := apiCalls(e.sim.Requests()); tok != refusedTokenCalls {
+		t.Errorf("the dead refresh token was offered again: %d token calls, then %d", refusedTokenCalls, tok)
+	}
+
+	// `smartcar2mqtt auth` writes a new pair; the bridge picks it up without a restart.
+	e.sim.ClearFaults()
+	before := len(mustMessages(user))
+	if err := smartcar.NewTokenStore(e.dataDir).Save(freshToken(e)); err != nil {
+		t.Fatal(err)
+	}
+	user.waitPayload(before, teslaTopics.Availability, "online")
+	user.waitPayload(before, secondTopics.Availability, "online")
+}
+
+func TestFloodOfCommandsCostsAtMostTwoCalls(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{Latency: 3 * time.Second}, func(t *testing.T, e *env) {
+		e.startBridge()
+		user := e.recorder(base + "/#")
+		n := ready(user, "closed")
+		for i := range 10000 {
+			cmd := "OPEN"
+			if i%3 == 1 {
+				cmd = "CLOSE"
+			}
+			user.client.Publish(teslaTopics.Command, 0, false, cmd)
+		}
+		user.publish(teslaTopics.Command, false, "OPEN") // the last word, at QoS 1
+		user.waitPayload(n, teslaTopics.State, "opening")
+		// A read queued after the flood runs once the worker is free of commands.
+		user.publish(teslaTopics.Refresh, false, "")
+		user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" })
+		calls := e.doorCalls()
+		if len(calls) == 0 || len(calls) > 2 {
+			t.Fatalf("10,001 commands made %d door calls, want 1 or 2", len(calls))
+		}
+		t.Logf("10,001 commands → %d door calls", len(calls))
+	})
+}
+
+func TestTwoVehiclesDoNotWaitForEachOther(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{Latency: 2 * time.Second})
+	addSecondTesla(e)
+	e.startBridge()
+	user := e.recorder(base + "/#")
+	ready(user, "closed")
+	user.waitPayload(0, secondTopics.State, "closed")
+
+	user.publish(teslaTopics.Command, false, "OPEN")
+	user.publish(secondTopics.Command, false, "OPEN")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	isDoor := func(id string) func(smartcar.SimRequest) bool {
+		return func(r smartcar.SimRequest) bool {
+			return r.Method == "POST" && strings.Contains(r.Path, id) && strings.HasSuffix(r.Path, "/charge_port_door")
+		}
+	}
+	for _, id := range []string{tesla, secondTesla} {
+		if _, err := e.sim.WaitRequest(ctx, isDoor(id)); err != nil {
+			t.Fatalf("no door call for %s: %v", id, err)
+		}
+	}
+	// Both arrived, and neither had finished when the other arrived: the car's 2 s
+	// were spent side by side.
+	for _, r := range e.doorCalls() {
+		if r.Status != 0 {
+			t.Errorf("door call %s finished before the other vehicle's call arrived: calls are serialised", r.Path)
+		}
+	}
+}
+
+func TestVehicleLeavingTheFilterIsRemovedFromHomeAssistant(t *testing.T) {
+	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+		addSecondTesla(e)
+		first := e.startBridge()
+		user := e.recorder(base+"/#", prefix+"/#")
+		ready(user, "closed")
+		user.waitPayload(0, secondTopics.State, "closed")
+		gone := discovery.ConfigTopic(prefix, secondTesla)
+		user.waitFor("the second car's discovery", func(ms []message) bool {
+			m, ok := findTopic(ms, gone)
+			return ok && m.Payload != ""
+		})
+		first.stop(t)
+
+		e.only = []string{tesla} // SMARTCAR_VEHICLE_IDS now names one car
+		n := len(mustMessages(user))
+		e.startBridge()
+		user.waitPayload(n, gone, "")
+		user.waitPayload(n, secondTopics.State, "")
+		// A client arriving now sees the first car only.
+		late := e.recorder(prefix+"/#", base+"/+/charge_port/state")
+		late.waitFor("the first car's config", func(ms []message) bool {
+			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+			return ok
+		})
+		if m, ok := findTopic(mustMessages(late), gone); ok {
+			t.Errorf("the removed car's config is still retained: %.80s", m.Payload)
+		}
+	})
+}
+
+func TestPermissionsDecideCoverAndPolling(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	addSecondTesla(e)
+	e.sim.SetPermissions(tesla, "read_vehicle_info", "control_charge")    // no read_charge
+	e.sim.SetPermissions(secondTesla, "read_vehicle_info", "read_charge") // no control_charge
+	e.startBridge()
+	user := e.recorder(base+"/#", prefix+"/#")
+	user.waitPayload(0, teslaTopics.State, "None")
+	msgs := user.waitFor("the first car's discovery", func(ms []message) bool {
+		m, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+		return ok && strings.Contains(m.Payload, `"cover"`)
+	})
+	if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, secondTesla)); ok && m.Payload != "" {
+		t.Errorf("a car without control_charge got a cover: %.120s", m.Payload)
+	}
+	// The cover works without read_charge: a command, and still no read.
+	user.publish(teslaTopics.Command, false, "OPEN")
+	user.waitPayload(0, teslaTopics.State, "open")
+	for _, r := range e.sim.Requests() {
+		if strings.HasSuffix(r.Path, "/tesla/charge") {
+			t.Errorf("read without read_charge: %s", r.Path)
+		}
+	}
+}
+
+func TestForbiddenMarksTheVehicleCacheStale(t *testing.T) {
+	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e.startBridge()
+	user := e.recorder(base + "/#")
+	n := ready(user, "closed")
+	e.sim.InjectFault(smartcar.Fault{Method: "GET", Path: "/tesla/charge", Status: 403, Type: "PERMISSION", Code: ""})
+	user.publish(teslaTopics.Refresh, false, "")
+	user.waitPayload(n, teslaTopics.Availability, "offline")
+	select {
+	case id := <-e.stale:
+		if id != tesla {
+			t.Errorf("stale vehicle %s, want %s", id, tesla)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a 403 did not mark the vehicle cache stale")
+	}
+	// A later call that works brings the vehicle back.
+	user.publish(teslaTopics.Refresh, false, "")
+	user.waitPayload(n, teslaTopics.Availability, "online")
+}
+
+// freshToken is what `smartcar2mqtt auth` would store: a new pair from Connect.
+func freshToken(e *env) *oauth2.Token {
+	return &oauth2.Token{RefreshToken: e.sim.IssueRefreshToken()}
+}

@@ -1,0 +1,239 @@
+package smartcar
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestUsageCountsClientCalls(t *testing.T) {
+	e := newEnv(t)
+	u := NewUsage(filepath.Join(e.dir, UsageFile), e.clock.Now)
+	c, _ := e.client(t, WithObserver(u))
+	ctx := ctxT(t)
+
+	if _, err := c.VehicleIDs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Vehicle(ctx, SimTeslaID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Permissions(ctx, SimTeslaID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TeslaCharge(ctx, SimTeslaID); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 409})
+	if _, err := c.TeslaCharge(ctx, SimTeslaID); err == nil {
+		t.Fatal("fault not applied")
+	}
+	if err := c.ChargePortDoor(ctx, Vehicle{ID: SimTeslaID, Make: "TESLA"}, Open); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.TeslaCharge(ctx, SimOtherID); err == nil {
+		t.Fatal("tesla/charge of a Ford succeeded")
+	}
+	u.ObserveCall(TokenCall(time.Millisecond, nil))
+	u.ObserveCall(TokenCall(time.Millisecond, &Error{StatusCode: 400, Type: TypeOAuth, Code: CodeInvalidGrant}))
+
+	want := map[CallKey]int{
+		{EndpointVehicles, OutcomeOK}:            1,
+		{EndpointVehicle, OutcomeOK}:             1,
+		{EndpointPermissions, OutcomeOK}:         1,
+		{EndpointTeslaCharge, OutcomeOK}:         1,
+		{EndpointTeslaCharge, TypeVehicleState}:  1,
+		{EndpointChargePortDoor, OutcomeOK}:      1,
+		{EndpointTeslaCharge, TypeCompatibility}: 1,
+		{EndpointToken, OutcomeOK}:               1,
+		{EndpointToken, TypeOAuth}:               1,
+	}
+	if got := u.Counts(); !reflect.DeepEqual(got, want) {
+		t.Errorf("counts = %v\nwant     %v", got, want)
+	}
+	// Token requests are not vehicle API calls.
+	snap := u.Snapshot(e.clock.Now())
+	wantSnap := UsageSnapshot{Month: "2025-06", Vehicles: map[string]int{SimTeslaID: 5, SimOtherID: 1}, Total: 7, Today: 7}
+	if !reflect.DeepEqual(snap, wantSnap) {
+		t.Errorf("snapshot = %+v\nwant       %+v", snap, wantSnap)
+	}
+}
+
+func TestUsageObservesEveryTry(t *testing.T) {
+	e := newEnv(t)
+	u := NewUsage("", e.clock.Now)
+	c, _ := e.client(t, WithObserver(u), WithBackoff(0))
+	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 500, Times: 2})
+	if _, err := c.TeslaCharge(ctxT(t), SimTeslaID); err != nil {
+		t.Fatal(err)
+	}
+	want := map[CallKey]int{{EndpointTeslaCharge, TypeServer}: 2, {EndpointTeslaCharge, OutcomeOK}: 1}
+	if got := u.Counts(); !reflect.DeepEqual(got, want) {
+		t.Errorf("counts = %v, want %v", got, want)
+	}
+	if got := u.Snapshot(e.clock.Now()).Vehicles[SimTeslaID]; got != 3 {
+		t.Errorf("month total = %d, want 3: every try may be billed", got)
+	}
+}
+
+func readLedger(t *testing.T, path string) usageLedger {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l usageLedger
+	if err := json.Unmarshal(data, &l); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestUsagePersistsAcrossRestarts(t *testing.T) {
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), "sub", UsageFile)
+	call := Call{Endpoint: EndpointTeslaCharge, VehicleID: "v1", Outcome: OutcomeOK, Status: 200}
+
+	u := NewUsage(path, clock.Now)
+	if err := u.Load(); err != nil {
+		t.Fatalf("missing file: %v", err)
+	}
+	u.ObserveCall(call) // first call: written at once
+	if l := readLedger(t, path); l.Total != 1 {
+		t.Fatalf("file total = %d, want 1", l.Total)
+	}
+	u.ObserveCall(call)
+	u.ObserveCall(Call{Endpoint: EndpointVehicles, Outcome: OutcomeOK})
+	if l := readLedger(t, path); l.Total != 1 {
+		t.Errorf("file total = %d within the minute, want 1 (writes coalesced)", l.Total)
+	}
+	clock.Advance(time.Minute)
+	u.ObserveCall(call)
+	if l := readLedger(t, path); l.Total != 4 || l.Vehicles["v1"] != 3 {
+		t.Errorf("file after a minute = %+v, want total 4, v1 3", l)
+	}
+	u.ObserveCall(call)
+	if err := u.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("ledger file: %v, %v", fi.Mode(), err)
+	}
+
+	restarted := NewUsage(path, clock.Now)
+	if err := restarted.Load(); err != nil {
+		t.Fatal(err)
+	}
+	want := UsageSnapshot{Month: "2025-06", Vehicles: map[string]int{"v1": 4}, Total: 5, Today: 5}
+	if got := restarted.Snapshot(clock.Now()); !reflect.DeepEqual(got, want) {
+		t.Errorf("after restart = %+v, want %+v", got, want)
+	}
+	restarted.ObserveCall(call)
+	if got := restarted.Snapshot(clock.Now()).Vehicles["v1"]; got != 5 {
+		t.Errorf("v1 = %d, want 5: the month's count carries on", got)
+	}
+}
+
+func TestUsageRollsOver(t *testing.T) {
+	clock := newFakeClock()
+	clock.Advance(29*24*time.Hour + 11*time.Hour + 59*time.Minute) // 2025-06-30 23:59 UTC
+	path := filepath.Join(t.TempDir(), UsageFile)
+	call := Call{Endpoint: EndpointTeslaCharge, VehicleID: "v1", Outcome: OutcomeOK}
+
+	u := NewUsage(path, clock.Now)
+	u.ObserveCall(call)
+	u.ObserveCall(call)
+	if err := u.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// July 1 01:59 in UTC+2 is still June in UTC: months follow UTC.
+	local := clock.Now().In(time.FixedZone("CEST", 2*3600))
+	if got := u.Snapshot(local); got.Month != "2025-06" || got.Total != 2 {
+		t.Errorf("at %s: %+v, want June's 2", local, got)
+	}
+
+	clock.Advance(2 * time.Minute) // 2025-07-01 00:01 UTC
+	if got := u.Snapshot(clock.Now()); got.Month != "2025-07" || got.Total != 0 || got.Today != 0 || len(got.Vehicles) != 0 {
+		t.Errorf("July before any call = %+v, want zeros", got)
+	}
+	// A restart in July starts from zero too, though the file says June.
+	fresh := NewUsage(path, clock.Now)
+	if err := fresh.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fresh.Snapshot(clock.Now()); got.Total != 0 {
+		t.Errorf("July after restart = %+v", got)
+	}
+	u.ObserveCall(call)
+	want := UsageSnapshot{Month: "2025-07", Vehicles: map[string]int{"v1": 1}, Total: 1, Today: 1}
+	if got := u.Snapshot(clock.Now()); !reflect.DeepEqual(got, want) {
+		t.Errorf("July = %+v, want %+v", got, want)
+	}
+
+	// A new day resets today, not the month.
+	clock.Advance(24 * time.Hour)
+	u.ObserveCall(call)
+	want = UsageSnapshot{Month: "2025-07", Vehicles: map[string]int{"v1": 2}, Total: 2, Today: 1}
+	if got := u.Snapshot(clock.Now()); !reflect.DeepEqual(got, want) {
+		t.Errorf("next day = %+v, want %+v", got, want)
+	}
+	if err := u.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if l := readLedger(t, path); l.Month != "2025-07" || l.Total != 2 || l.Day != "2025-07-02" {
+		t.Errorf("file = %+v", l)
+	}
+}
+
+func TestUsageSummary(t *testing.T) {
+	clock := newFakeClock()
+	u := NewUsage("", clock.Now)
+	if got, want := u.Summary(clock.Now()), "Smartcar calls this month (2025-06): no vehicle calls; all: 0; today: 0"; got != want {
+		t.Errorf("empty summary = %q\nwant %q", got, want)
+	}
+	for range 3 {
+		u.ObserveCall(Call{Endpoint: EndpointTeslaCharge, VehicleID: "vb", Outcome: OutcomeOK})
+	}
+	u.ObserveCall(Call{Endpoint: EndpointVehicle, VehicleID: "va", Outcome: OutcomeOK})
+	u.ObserveCall(Call{Endpoint: EndpointVehicles, Outcome: OutcomeOK})
+	clock.Advance(24 * time.Hour)
+	u.ObserveCall(Call{Endpoint: EndpointTeslaCharge, VehicleID: "vb", Outcome: TypeVehicleState})
+	want := "Smartcar calls this month (2025-06): va: 1, vb: 4; all: 6; today: 1"
+	if got := u.Summary(clock.Now()); got != want {
+		t.Errorf("summary = %q\nwant      %q", got, want)
+	}
+}
+
+func TestUsageBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, UsageFile)
+	if err := os.WriteFile(path, []byte(`{"month":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u := NewUsage(path, newFakeClock().Now)
+	if err := u.Load(); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("corrupt ledger: err = %v, want one naming the file", err)
+	}
+	u.ObserveCall(Call{Endpoint: EndpointVehicle, VehicleID: "v", Outcome: OutcomeOK})
+	if err := u.Flush(); err != nil {
+		t.Errorf("counting after a corrupt file: %v", err)
+	}
+
+	// A file where the directory should be: the write fails, Flush says so.
+	blocked := filepath.Join(dir, "file")
+	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u = NewUsage(filepath.Join(blocked, UsageFile), newFakeClock().Now)
+	u.ObserveCall(Call{Endpoint: EndpointVehicle, VehicleID: "v", Outcome: OutcomeOK})
+	if err := u.Flush(); err == nil || !strings.Contains(err.Error(), "save call ledger") {
+		t.Errorf("Flush = %v, want the write error", err)
+	}
+	if got := u.Snapshot(newFakeClock().Now()).Total; got != 1 {
+		t.Errorf("in-memory total = %d, want 1 despite the failed write", got)
+	}
+}
