@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "smartcar2mqtt %s (commit %s, %s)\n", version, buildCommit(), runtime.Version())
 		return exitOK
-	case "run", "demo":
+	case "run", "demo", "auth":
 	default:
 		fmt.Fprintf(stderr, "smartcar2mqtt: unknown command %q\n\n", command)
 		config.Usage(stderr)
@@ -74,9 +75,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if command == "demo" {
+	switch command {
+	case "demo":
 		err = demo(ctx, cfg, log, stdout)
-	} else {
+	case "auth":
+		err = authorize(ctx, cfg, stdout)
+	default:
 		err = daemon(ctx, cfg, log)
 	}
 	if err != nil {
@@ -93,14 +97,22 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
-	conf := smartcar.OAuthConfig(cfg.SmartcarClientID, cfg.SmartcarClientSecret.Reveal(), cfg.SmartcarTokenURL, cfg.SmartcarConnectURL, cfg.SmartcarRedirectURI, nil)
-	tokens, err := smartcar.NewTokens(ctx, conf, smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal())
+	usage := smartcar.NewUsage(filepath.Join(cfg.DataDir, smartcar.UsageFile), nil)
+	if err := usage.Load(); err != nil {
+		log.WithError(err).Warn("call counts start again from zero")
+	}
+	defer usage.Flush()
+	tokens, err := smartcar.NewTokens(ctx, oauthConfig(cfg), smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal(),
+		smartcar.WithTokenUserAgent(userAgent()),
+		smartcar.WithTokenObserver(usage),
+		smartcar.WithKeepAliveErrors(func(err error) { log.WithError(err).Warn("renewing the Smartcar refresh token failed; will try again") }))
 	if err != nil {
 		return fmt.Errorf("%w (run smartcar2mqtt auth, or set SMARTCAR_REFRESH_TOKEN)", err)
 	}
 	client := smartcar.NewClient(cfg.SmartcarAPIURL, tokens,
-		smartcar.WithUserAgent("smartcar2mqtt/"+version),
-		smartcar.WithTimeout(cfg.SmartcarTimeout))
+		smartcar.WithUserAgent(userAgent()),
+		smartcar.WithTimeout(cfg.SmartcarTimeout),
+		smartcar.WithObserver(usage))
 
 	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json"), MaxAge: 24 * time.Hour}
 	details, err := fleet.Vehicles(ctx, client, cfg.SmartcarVehicleIDs)
@@ -147,8 +159,72 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	if err != nil {
 		return err
 	}
-	return b.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.Run(gctx) })
+	g.Go(func() error {
+		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
+		tokens.KeepAlive(gctx, smartcar.DefaultRefreshMaxAge)
+		return nil
+	})
+	g.Go(func() error {
+		usage.Report(gctx, 24*time.Hour, func(summary string) { log.Info(summary) })
+		return nil
+	})
+	return g.Wait()
 }
+
+// authorize is `smartcar2mqtt auth`: Smartcar Connect in the user's browser, the
+// token pair into DATA_DIR, then the vehicles the daemon can now see.
+func authorize(ctx context.Context, cfg *config.Config, stdout io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DATA_DIR: %w", err)
+	}
+	conf := oauthConfig(cfg)
+	redirect, err := url.Parse(conf.RedirectURL)
+	if err != nil {
+		return fmt.Errorf("SMARTCAR_REDIRECT_URI: %w", err)
+	}
+	store := smartcar.NewTokenStore(cfg.DataDir)
+	connect := smartcar.Connect{
+		Config: conf, Mode: cfg.SmartcarMode, Store: store, Out: stdout, UserAgent: userAgent(),
+		// Every interface, not just the redirect URI's host: inside a container
+		// "localhost" is the container's own, which a browser on the host reaches
+		// only through a published port. The state check guards the callback.
+		Listen: ":" + redirect.Port(),
+	}
+	if redirect.Port() == "" {
+		connect.Listen = ""
+	}
+	if _, err := connect.Run(ctx); err != nil {
+		return err
+	}
+	// A new login may see other vehicles or permissions than the cached ones.
+	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json")}
+	if err := fleet.Forget(); err != nil {
+		return err
+	}
+	tokens, err := smartcar.NewTokens(ctx, conf, store, "", smartcar.WithTokenUserAgent(userAgent()))
+	if err != nil {
+		return err
+	}
+	client := smartcar.NewClient(cfg.SmartcarAPIURL, tokens, smartcar.WithUserAgent(userAgent()), smartcar.WithTimeout(cfg.SmartcarTimeout))
+	vehicles, err := smartcar.VisibleVehicles(ctx, client)
+	if err != nil {
+		return fmt.Errorf("logged in, but listing the vehicles failed: %w", err)
+	}
+	fmt.Fprint(stdout, "\nVehicles now visible:\n\n")
+	if err := smartcar.PrintVehicles(stdout, vehicles); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "\nA running smartcar2mqtt picks up the new login by itself; otherwise start it now.")
+	return nil
+}
+
+func oauthConfig(cfg *config.Config) *oauth2.Config {
+	return smartcar.OAuthConfig(cfg.SmartcarClientID, cfg.SmartcarClientSecret.Reveal(), cfg.SmartcarTokenURL, cfg.SmartcarConnectURL, cfg.SmartcarRedirectURI, nil)
+}
+
+func userAgent() string { return "smartcar2mqtt/" + version }
 
 // demo runs the whole daemon against the built-in simulated Tesla and the embedded
 // broker on 127.0.0.1:1883: no account and no configuration needed.

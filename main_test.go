@@ -1,12 +1,20 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // TestMain lets the test binary play the real program in a child process, so exit
@@ -48,8 +56,12 @@ func TestRequiredVariablesStopStartup(t *testing.T) {
 		"BROKER_USERNAME":        "ha",
 		"BROKER_PASSWORD":        "pw",
 	}
-	for _, command := range []string{"run"} {
-		for _, name := range []string{"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "BROKER_USERNAME", "BROKER_PASSWORD"} {
+	required := map[string][]string{
+		"run":  {"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "BROKER_USERNAME", "BROKER_PASSWORD"},
+		"auth": {"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET"},
+	}
+	for command, names := range required {
+		for _, name := range names {
 			for _, how := range []string{"missing", "empty"} {
 				t.Run(command+"/"+name+"/"+how, func(t *testing.T) {
 					var env []string
@@ -101,5 +113,100 @@ func TestHelpAndVersion(t *testing.T) {
 	code, _, stderr := runMain(t, nil, "frobnicate")
 	if code != 2 || !strings.Contains(stderr, "frobnicate") {
 		t.Errorf("unknown command: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// `smartcar2mqtt auth` end to end: the child prints the Connect URL, a real HTTP
+// client plays the browser through the simulator's Connect and back to the child's
+// callback, and the child stores the tokens and lists the vehicles.
+func TestAuthCommand(t *testing.T) {
+	sim := smartcar.NewSimulator(smartcar.SimOptions{ClientID: "cid", ClientSecret: "csecret-value"})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dataDir := t.TempDir()
+
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "auth")
+	cmd.Env = []string{
+		"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir,
+		"SMARTCAR_CLIENT_ID=cid", "SMARTCAR_CLIENT_SECRET=csecret-value",
+		"SMARTCAR_CONNECT_URL=" + srv.URL + "/oauth/authorize",
+		"SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token",
+		"SMARTCAR_API_URL=" + srv.URL + "/v2.0",
+		fmt.Sprintf("SMARTCAR_REDIRECT_URI=http://127.0.0.1:%d/callback", port),
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	lines := make(chan string, 100)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			lines <- s.Text()
+		}
+		close(lines)
+	}()
+	var out strings.Builder
+	var connectURL string
+	deadline := time.After(20 * time.Second)
+	for connectURL == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("auth ended before printing a URL:\n%s\n%s", out.String(), stderr.String())
+			}
+			out.WriteString(l + "\n")
+			if u := strings.TrimSpace(l); strings.HasPrefix(u, srv.URL+"/oauth/authorize?") {
+				connectURL = u
+			}
+		case <-deadline:
+			t.Fatalf("no Connect URL printed:\n%s", out.String())
+		}
+	}
+	// The browser: Connect redirects to the callback, which the child serves; the
+	// child is listening before it prints the URL.
+	resp, err := http.Get(connectURL)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("callback page status %d", resp.StatusCode)
+	}
+	for l := range lines {
+		out.WriteString(l + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("auth: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), stderr.String())
+	}
+	text := out.String()
+	for _, want := range []string{"Model 3", smartcar.SimTeslaID, "Mustang"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("auth output lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text+stderr.String(), "csecret-value") {
+		t.Error("auth printed the client secret")
+	}
+	tok, err := smartcar.NewTokenStore(dataDir).Load()
+	if err != nil || tok.RefreshToken == "" {
+		t.Fatalf("token store after auth: %v %+v", err, tok)
 	}
 }

@@ -2,7 +2,10 @@ package bridge
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
+	"net"
 
 	"github.com/sirupsen/logrus"
 )
@@ -22,12 +25,21 @@ func (h *slogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >
 
 func (h *slogHandler) Handle(_ context.Context, r slog.Record) error {
 	fields := logrus.Fields{}
+	level := r.Level
 	r.Attrs(func(a slog.Attr) bool {
 		fields[a.Key] = a.Value.Any()
+		// A client going away is how every connection ends, not a problem: mochi
+		// reports it as a warning, which would greet users on every stop.
+		if err, ok := a.Value.Any().(error); ok && (errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF)) {
+			level = slog.LevelDebug
+		}
 		return true
 	})
+	if level < h.level {
+		return nil
+	}
 	entry := h.log.WithFields(fields)
-	switch {
+	switch r.Level = level; {
 	case r.Level >= slog.LevelError:
 		entry.Error(r.Message)
 	case r.Level >= slog.LevelWarn:

@@ -61,6 +61,7 @@ type Tokens struct {
 	now   func() time.Time
 	early time.Duration
 
+	observer       CallObserver     // nil: refreshes are not reported
 	keepAliveTick  <-chan time.Time // nil: a KeepAliveInterval ticker
 	keepAliveError func(error)      // nil: failures wait for the next Token call
 
@@ -76,6 +77,10 @@ type TokensOption func(*Tokens)
 
 // WithNow sets the clock used for expiry decisions (tests).
 func WithNow(now func() time.Time) TokensOption { return func(t *Tokens) { t.now = now } }
+
+// WithTokenObserver reports every token endpoint request, like the Client's
+// WithObserver does for API calls.
+func WithTokenObserver(o CallObserver) TokensOption { return func(t *Tokens) { t.observer = o } }
 
 // WithEarlyRefresh sets how long before expiry the access token is replaced.
 func WithEarlyRefresh(d time.Duration) TokensOption { return func(t *Tokens) { t.early = d } }
@@ -259,9 +264,15 @@ func (t *Tokens) refresh() error {
 	rt := t.tok.RefreshToken
 	// A fresh TokenSource each time: oauth2's own cache would otherwise
 	// decide when to refresh and hide our early refresh and Invalidate.
+	start := time.Now()
 	nt, err := t.conf.TokenSource(t.ctx, &oauth2.Token{RefreshToken: rt}).Token()
 	if err != nil {
 		err = oauthError(err, rt, t.conf.ClientSecret)
+	}
+	if t.observer != nil {
+		t.observer.ObserveCall(TokenCall(time.Since(start), err))
+	}
+	if err != nil {
 		err = fmt.Errorf("refresh access token: %w", err)
 		if IsInvalidGrant(err) {
 			t.dead = err

@@ -1,6 +1,7 @@
 package smartcar
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,4 +227,19 @@ func (u *Usage) writeLocked(now time.Time) {
 func usagePeriods(now time.Time) (month, day string) {
 	now = now.UTC()
 	return now.Format("2006-01"), now.Format("2006-01-02")
+}
+
+// Report hands the summary to report once every interval until ctx ends: the
+// daily log line with the month's running totals.
+func (u *Usage) Report(ctx context.Context, every time.Duration, report func(summary string)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			report(u.Summary(u.now()))
+		}
+	}
 }

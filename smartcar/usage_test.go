@@ -1,6 +1,7 @@
 package smartcar
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -235,5 +236,59 @@ func TestUsageBadFiles(t *testing.T) {
 	}
 	if got := u.Snapshot(newFakeClock().Now()).Total; got != 1 {
 		t.Errorf("in-memory total = %d, want 1 despite the failed write", got)
+	}
+}
+
+// Token refreshes reach the same observer as API calls, with their outcome.
+func TestTokensReportRefreshes(t *testing.T) {
+	e := newEnv(t)
+	u := NewUsage("", e.clock.Now)
+	tokens := e.tokens(t, WithTokenObserver(u))
+	if _, err := tokens.Token(); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.InjectFault(Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: CodeInvalidGrant})
+	tokens.Invalidate()
+	if _, err := tokens.Token(); !IsInvalidGrant(err) {
+		t.Fatalf("Token() = %v, want invalid_grant", err)
+	}
+	counts := u.Counts()
+	if ok, refused := counts[CallKey{EndpointToken, OutcomeOK}], counts[CallKey{EndpointToken, TypeOAuth}]; ok != 1 || refused != 1 {
+		t.Errorf("token calls counted ok=%d refused=%d, want 1 and 1 (counts %v)", ok, refused, counts)
+	}
+	if n := e.tokenRequests(); n != 2 {
+		t.Errorf("the simulator saw %d token requests, want 2", n)
+	}
+}
+
+func TestUsageReportsOnEachTick(t *testing.T) {
+	e := newEnv(t)
+	u := NewUsage("", e.clock.Now)
+	u.ObserveCall(Call{Endpoint: EndpointTeslaCharge, VehicleID: "V1", Outcome: OutcomeOK, Status: 200})
+	ctx, cancel := context.WithCancel(context.Background())
+	reports := make(chan string)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		u.Report(ctx, time.Millisecond, func(s string) {
+			select {
+			case reports <- s:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	select {
+	case s := <-reports:
+		if !strings.Contains(s, "V1: 1") {
+			t.Errorf("summary %q does not count V1's call", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report")
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Report did not return when its context ended")
 	}
 }
