@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
@@ -26,6 +27,7 @@ import (
 	"github.com/smartcar2mqtt/smartcar2mqtt/config"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+	"github.com/smartcar2mqtt/smartcar2mqtt/status"
 )
 
 // Set at build time with -ldflags "-X main.version=… -X main.commit=…".
@@ -59,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "smartcar2mqtt %s (commit %s, %s)\n", version, buildCommit(), runtime.Version())
 		return exitOK
-	case "run", "demo", "auth":
+	case "run", "demo", "auth", "healthcheck":
 	default:
 		fmt.Fprintf(stderr, "smartcar2mqtt: unknown command %q\n\n", command)
 		config.Usage(stderr)
@@ -80,6 +82,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, cfg, log, stdout)
 	case "auth":
 		err = authorize(ctx, cfg, stdout)
+	case "healthcheck":
+		if err := healthcheck(ctx, cfg); err != nil {
+			fmt.Fprintf(stderr, "smartcar2mqtt: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
 	default:
 		err = daemon(ctx, cfg, log)
 	}
@@ -102,9 +110,11 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		log.WithError(err).Warn("call counts start again from zero")
 	}
 	defer usage.Flush()
+	registry := prometheus.NewRegistry()
+	calls := smartcar.CallObservers{usage, status.NewCalls(registry)}
 	tokens, err := smartcar.NewTokens(ctx, oauthConfig(cfg), smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal(),
 		smartcar.WithTokenUserAgent(userAgent()),
-		smartcar.WithTokenObserver(usage),
+		smartcar.WithTokenObserver(calls),
 		smartcar.WithKeepAliveErrors(func(err error) { log.WithError(err).Warn("renewing the Smartcar refresh token failed; will try again") }))
 	if err != nil {
 		return fmt.Errorf("%w (run smartcar2mqtt auth, or set SMARTCAR_REFRESH_TOKEN)", err)
@@ -112,7 +122,7 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	client := smartcar.NewClient(cfg.SmartcarAPIURL, tokens,
 		smartcar.WithUserAgent(userAgent()),
 		smartcar.WithTimeout(cfg.SmartcarTimeout),
-		smartcar.WithObserver(usage))
+		smartcar.WithObserver(calls))
 
 	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json"), MaxAge: 24 * time.Hour}
 	details, err := fleet.Vehicles(ctx, client, cfg.SmartcarVehicleIDs)
@@ -161,6 +171,15 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
+	if cfg.HTTPEnabled() {
+		status.RegisterBridge(registry, b.Status)
+		checks := []status.Check{
+			{Name: "mqtt", Run: b.CheckMQTT},
+			{Name: "token", Run: tokens.Healthy},
+			{Name: "bridge", Run: b.CheckServing},
+		}
+		g.Go(func() error { return status.Serve(gctx, cfg.HTTPListen, status.Handler(checks, registry)) })
+	}
 	g.Go(func() error {
 		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
 		tokens.KeepAlive(gctx, smartcar.DefaultRefreshMaxAge)
@@ -220,6 +239,15 @@ func authorize(ctx context.Context, cfg *config.Config, stdout io.Writer) error 
 	return nil
 }
 
+// healthcheck is `smartcar2mqtt healthcheck`: the container's HEALTHCHECK, with no
+// shell or curl in the image.
+func healthcheck(ctx context.Context, cfg *config.Config) error {
+	if !cfg.HTTPEnabled() {
+		return errors.New("HTTP_LISTEN is off: there is no /healthz to ask")
+	}
+	return status.Probe(ctx, cfg.HTTPListen)
+}
+
 func oauthConfig(cfg *config.Config) *oauth2.Config {
 	return smartcar.OAuthConfig(cfg.SmartcarClientID, cfg.SmartcarClientSecret.Reveal(), cfg.SmartcarTokenURL, cfg.SmartcarConnectURL, cfg.SmartcarRedirectURI, nil)
 }
@@ -267,7 +295,10 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 	cfg.SmartcarClientID, cfg.SmartcarClientSecret = clientID, config.Secret(clientSecret)
 	cfg.SmartcarAPIURL, cfg.SmartcarTokenURL, cfg.SmartcarConnectURL = base+"/v2.0", base+"/oauth/token", base+"/oauth/authorize"
 	cfg.MQTTURL = ""
-	cfg.BrokerListen, cfg.BrokerAllowAnonymous = "127.0.0.1:1883", true
+	cfg.BrokerAllowAnonymous = true
+	if !cfg.IsSet("BROKER_LISTEN") {
+		cfg.BrokerListen = "127.0.0.1:1883"
+	}
 	cfg.BrokerTLSCert, cfg.BrokerTLSKey = "", ""
 
 	printDemoHelp(stdout, cfg)

@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,5 +210,92 @@ func TestAuthCommand(t *testing.T) {
 	tok, err := smartcar.NewTokenStore(dataDir).Load()
 	if err != nil || tok.RefreshToken == "" {
 		t.Fatalf("token store after auth: %v %+v", err, tok)
+	}
+}
+
+// The demo as a user (and Docker's HEALTHCHECK) sees it: healthy once up, and
+// neither /healthz nor /metrics shows a secret.
+func TestDemoHealthAndMetrics(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := ln.Addr().String()
+	ln.Close()
+	dataDir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir, "HTTP_LISTEN=" + httpAddr, "BROKER_LISTEN=127.0.0.1:0"}
+	cmd := exec.Command(exe, "demo")
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Up when it says it connected to the broker: wait on that line, not a clock.
+	up := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(stderr)
+		once := false
+		for s.Scan() {
+			if !once && strings.Contains(s.Text(), "connected to the MQTT broker") {
+				close(up)
+				once = true
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the demo did not connect within 20 s")
+	}
+
+	probe := exec.Command(exe, "healthcheck")
+	probe.Env = env
+	if out, err := probe.CombinedOutput(); err != nil {
+		t.Fatalf("healthcheck: %v\n%s", err, out)
+	}
+	var pages []string
+	for _, path := range []string{"/healthz", "/metrics"} {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d\n%s", path, resp.StatusCode, body)
+		}
+		pages = append(pages, string(body))
+	}
+	if !strings.Contains(pages[1], `smartcar2mqtt_smartcar_calls_total{endpoint="tesla_charge",outcome="ok"}`) {
+		t.Errorf("/metrics lacks the call counts:\n%s", pages[1])
+	}
+	tok, err := smartcar.NewTokenStore(dataDir).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{tok.AccessToken, tok.RefreshToken, "demo-secret"} {
+		for i, page := range pages {
+			if secret != "" && strings.Contains(page, secret) {
+				t.Errorf("page %d shows a secret", i)
+			}
+		}
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("demo did not stop cleanly on SIGTERM: %v", err)
+	}
+	probe = exec.Command(exe, "healthcheck")
+	probe.Env = env
+	if err := probe.Run(); err == nil {
+		t.Error("healthcheck says healthy after the daemon stopped")
 	}
 }

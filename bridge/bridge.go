@@ -80,6 +80,10 @@ type Bridge struct {
 	known    map[string]bool    // every vehicle on the account (in the filter); read-only
 	client   mqtt.Client
 	closing  atomic.Bool // set on shutdown: commands are no longer taken
+
+	serving  atomic.Bool
+	connects atomic.Uint64
+	lost     atomic.Uint64
 }
 
 // New builds a bridge for the given vehicles; Run connects and serves.
@@ -171,6 +175,7 @@ func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
 		SetWill(discovery.StatusTopic(b.opts.BaseTopic), discovery.PayloadOffline, willQoS, true).
 		SetOnConnectHandler(b.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			b.lost.Add(1)
 			b.log.WithError(err).Warn("lost the MQTT connection; reconnecting")
 		})
 	if u.Scheme == "ssl" || u.Scheme == "wss" || u.Scheme == "mqtts" || u.Scheme == "tls" {
@@ -210,8 +215,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	for _, w := range b.workers {
 		wg.Go(func() { w.run(ctx, call) })
 	}
+	b.serving.Store(true)
 
 	<-ctx.Done()
+	b.serving.Store(false)
 	b.closing.Store(true)
 	grace := time.AfterFunc(b.opts.ShutdownGrace, abandon)
 	wg.Wait()
@@ -253,6 +260,7 @@ func (b *Bridge) connect(ctx context.Context) error {
 
 // onConnect runs on every (re)connect, in its own goroutine (paho starts it so).
 func (b *Bridge) onConnect(c mqtt.Client) {
+	b.connects.Add(1)
 	b.log.WithField("broker", redactURL(b.opts.MQTT.URL)).Info("connected to the MQTT broker")
 	filters := map[string]byte{
 		b.opts.BaseTopic + "/+/charge_port/set": subscribeQoS,

@@ -65,6 +65,7 @@ type worker struct {
 	available bool
 	loginLost bool      // offline because Smartcar refused the login
 	due       time.Time // next read; zero for none
+	gauges    vehicleGauges
 }
 
 // attributes is the cover's json_attributes payload (SPEC §4).
@@ -139,6 +140,7 @@ func (w *worker) restore() {
 	if saved, ok := w.memory.load(w.log); ok {
 		w.state, w.attrs, w.known = saved.State, saved.Attributes, saved.KnownAt
 	}
+	w.gauges.set(w.available, w.known)
 	if !w.vehicle.canRead() {
 		return
 	}
@@ -229,6 +231,7 @@ func (w *worker) read(ctx context.Context) {
 // learned records that the door state is fresh, which also pushes the next poll back.
 func (w *worker) learned(at time.Time) {
 	w.known = at
+	w.gauges.set(w.available, at)
 	w.scheduleAfter(at)
 	w.remember()
 }
@@ -297,6 +300,7 @@ func (w *worker) setAvailable(ok bool) {
 		return
 	}
 	w.available = ok
+	w.gauges.set(ok, w.known)
 	w.publishAvailability()
 }
 

@@ -67,3 +67,14 @@ func errorOutcome(err error) (outcome string, status int) {
 	}
 	return transportOutcome(err), 0
 }
+
+// CallObservers tells each of its observers about every call, so one client can
+// feed both the quota ledger and the metrics.
+type CallObservers []CallObserver
+
+// ObserveCall implements CallObserver.
+func (o CallObservers) ObserveCall(c Call) {
+	for _, obs := range o {
+		obs.ObserveCall(c)
+	}
+}

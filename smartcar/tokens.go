@@ -162,6 +162,21 @@ func (t *Tokens) Token() (*oauth2.Token, error) {
 	return t.copyToken(), nil
 }
 
+// Healthy reports whether the chain can still produce access tokens: it holds
+// a refresh token that Smartcar has not refused (or a newer one the auth flow
+// wrote since). It calls no endpoint, so a health check may ask often.
+func (t *Tokens) Healthy() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.settle(); err != nil {
+		return err
+	}
+	if t.tok == nil || t.tok.RefreshToken == "" {
+		return ErrNoToken
+	}
+	return nil
+}
+
 // settle makes the cached pair usable: it adopts a pair the auth flow wrote
 // after an invalid_grant, and retries saving a rotated pair whose save
 // failed. Callers hold mu.

@@ -184,10 +184,13 @@ func TestTokensInvalidGrant(t *testing.T) {
 		t.Error("IsInvalidGrant = false")
 	}
 
-	// A dead grant is not asked about again…
+	// A dead grant is not asked about again, and health says so…
 	calls := e.tokenRequests()
 	if _, err := tk.Token(); !IsInvalidGrant(err) {
 		t.Errorf("second call: %v", err)
+	}
+	if err := tk.Healthy(); !IsInvalidGrant(err) {
+		t.Errorf("Healthy() = %v, want the invalid_grant", err)
 	}
 	if e.tokenRequests() != calls {
 		t.Error("dead refresh token redeemed again")
@@ -195,6 +198,9 @@ func TestTokensInvalidGrant(t *testing.T) {
 	// …until the auth flow writes a new one to the store.
 	if err := e.store.Save(&oauth2.Token{RefreshToken: e.sim.IssueRefreshToken()}); err != nil {
 		t.Fatal(err)
+	}
+	if err := tk.Healthy(); err != nil {
+		t.Errorf("Healthy() after re-auth: %v", err)
 	}
 	if _, err := tk.Token(); err != nil {
 		t.Errorf("after re-auth: %v", err)

@@ -1,0 +1,114 @@
+// Package status serves the daemon's health and metrics over HTTP (/healthz and
+// /metrics) and probes them for `smartcar2mqtt healthcheck`. It reads the other
+// parts through snapshots and small checks; it changes nothing.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one part of the daemon's health: Run returns nil while that part is well.
+type Check struct {
+	Name string
+	Run  func() error
+}
+
+// Report is the /healthz body: every part by name, "ok" or what is wrong.
+type Report struct {
+	Status string            `json:"status"` // ok or unhealthy
+	Checks map[string]string `json:"checks"`
+}
+
+// Evaluate runs every check.
+func Evaluate(checks []Check) Report {
+	r := Report{Status: "ok", Checks: make(map[string]string, len(checks))}
+	for _, c := range checks {
+		if err := c.Run(); err != nil {
+			r.Status = "unhealthy"
+			r.Checks[c.Name] = err.Error()
+			continue
+		}
+		r.Checks[c.Name] = "ok"
+	}
+	return r
+}
+
+// Handler serves /healthz (200 when every check passes, else 503, with a JSON
+// Report either way) and /metrics from reg.
+func Handler(checks []Check, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		r := Evaluate(checks)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if r.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(r)
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Serve listens on addr and serves h until ctx ends.
+func Serve(ctx context.Context, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("HTTP_LISTEN %q: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// Probe asks the daemon listening on listen (HTTP_LISTEN) whether it is healthy,
+// over loopback when listen names no host or every interface. It returns nil only
+// for a 200 from /healthz.
+func Probe(ctx context.Context, listen string) error {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("HTTP_LISTEN %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := "http://" + net.JoinHostPort(host, port) + "/healthz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	var r Report
+	json.NewDecoder(resp.Body).Decode(&r)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unhealthy: %v", r.Checks)
+	}
+	return nil
+}
