@@ -296,12 +296,17 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 	cfg.SmartcarAPIURL, cfg.SmartcarTokenURL, cfg.SmartcarConnectURL = base+"/v2.0", base+"/oauth/token", base+"/oauth/authorize"
 	cfg.MQTTURL = ""
 	cfg.BrokerAllowAnonymous = true
+	if !cfg.IsSet("SMARTCAR_POLL_INTERVAL") {
+		// Simulated calls cost nothing: poll often, so plugging the car in or out
+		// shows in Home Assistant within the minute.
+		cfg.SmartcarPollInterval = 30 * time.Second
+	}
 	if !cfg.IsSet("BROKER_LISTEN") {
 		cfg.BrokerListen = "127.0.0.1:1883"
 	}
 	cfg.BrokerTLSCert, cfg.BrokerTLSKey = "", ""
 
-	printDemoHelp(stdout, cfg)
+	printDemoHelp(stdout, cfg, base)
 	g.Go(func() error {
 		defer srv.Close()
 		return daemon(gctx, cfg, log)
@@ -309,26 +314,38 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 	return g.Wait()
 }
 
-func printDemoHelp(w io.Writer, cfg *config.Config) {
+func printDemoHelp(w io.Writer, cfg *config.Config, simulator string) {
 	v := smartcar.SimTeslaID
-	fmt.Fprintf(w, `smartcar2mqtt demo: a simulated Tesla behind the embedded MQTT broker on 127.0.0.1:1883.
+	fmt.Fprintf(w, `smartcar2mqtt demo: a simulated Tesla behind the embedded MQTT broker on %[5]s.
 
 Watch everything it publishes:
-  mosquitto_sub -h 127.0.0.1 -p 1883 -v -t '%[1]s/#' -t '%[2]s/#'
+  mosquitto_sub -h 127.0.0.1 -p %[6]s -v -t '%[1]s/#' -t '%[2]s/#'
 
 Open and close the charge port (the simulated car takes 2 s):
-  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/charge_port/set' -m OPEN
-  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/charge_port/set' -m CLOSE
+  mosquitto_pub -h 127.0.0.1 -p %[6]s -t '%[1]s/%[3]s/charge_port/set' -m OPEN
+  mosquitto_pub -h 127.0.0.1 -p %[6]s -t '%[1]s/%[3]s/charge_port/set' -m CLOSE
 
-Read the door state now (one simulated Smartcar call):
-  mosquitto_pub -h 127.0.0.1 -p 1883 -t '%[1]s/%[3]s/refresh' -n
+Read the car now (one simulated Smartcar call; it also polls every %[7]s):
+  mosquitto_pub -h 127.0.0.1 -p %[6]s -t '%[1]s/%[3]s/refresh' -m PRESS
 
-Home Assistant: Settings → Devices & services → Add integration → MQTT, broker = this
-machine's address, port 1883, no username (the demo broker listens on loopback only, so
-run Home Assistant on this machine). The "Charge port" cover appears on the device.
+Plug the simulated car in or out, as you would at the car:
+  curl -X POST %[8]s/simulator/vehicles/%[3]s/plug
+  curl -X POST %[8]s/simulator/vehicles/%[3]s/unplug
+
+Home Assistant: Settings → Devices & services → Add integration → MQTT, broker
+127.0.0.1, port %[6]s, no username (the demo broker listens on loopback only, so run
+Home Assistant on this machine). The device "Tesla Model 3 2021" appears with the
+"Charge port" cover and its sensors.
 
 State is kept in %[4]s. Stop with Ctrl-C.
-`, cfg.MQTTBaseTopic, cfg.HADiscoveryPrefix, v, cfg.DataDir)
+`, cfg.MQTTBaseTopic, cfg.HADiscoveryPrefix, v, cfg.DataDir, cfg.BrokerListen, brokerPort(cfg.BrokerListen), cfg.SmartcarPollInterval, simulator)
+}
+
+func brokerPort(listen string) string {
+	if _, port, err := net.SplitHostPort(listen); err == nil {
+		return port
+	}
+	return "1883"
 }
 
 func newLogger(cfg *config.Config, out io.Writer) *logrus.Entry {

@@ -114,14 +114,16 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	login := &loginWatch{log: b.log}
 	var served []Vehicle
 	for _, v := range vehicles {
+		fields := logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}
 		if why := v.whyNoDoor(); why != "" {
-			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Infof("no charge port cover for this vehicle: %s", why)
-			continue
+			b.log.WithFields(fields).Infof("no charge port cover for this vehicle: %s", why)
 		}
-		if !v.canRead() {
-			b.log.WithField("vehicle", v.ID).Info("the read_charge permission was not granted: no polling, and the door state stays unknown until a command")
+		if v.isTesla() && !v.canRead() {
+			b.log.WithFields(fields).Info("the read_charge permission was not granted: no polling and no charge sensors; the door state stays unknown until a command")
 		}
-		served = append(served, v)
+		if v.hasDoor() || v.canRead() {
+			served = append(served, v)
+		}
 	}
 	readers := 0
 	for _, v := range served {
@@ -340,6 +342,10 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	case routeRefresh:
 		w.mail.requestRead()
 	case routeCommand:
+		if !w.vehicle.hasDoor() {
+			log.Warnf("command ignored: %s", w.vehicle.whyNoDoor())
+			return
+		}
 		a, err := parseCommand(m.Payload())
 		if err != nil {
 			log.WithError(err).Warn("bad command ignored")

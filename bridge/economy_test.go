@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 
 	"strings"
 	"testing"
@@ -196,17 +197,26 @@ func TestPermissionsDecideCoverAndPolling(t *testing.T) {
 	user.waitPayload(0, teslaTopics.State, "None")
 	msgs := user.waitFor("the first car's discovery", func(ms []message) bool {
 		m, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
-		return ok && strings.Contains(m.Payload, `"cover"`)
+		return ok && hasCover(t, m.Payload)
 	})
-	if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, secondTesla)); ok && m.Payload != "" {
-		t.Errorf("a car without control_charge got a cover: %.120s", m.Payload)
+	if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, secondTesla)); ok && hasCover(t, m.Payload) {
+		t.Errorf("a car without control_charge got a cover: %s", m.Payload)
 	}
 	// The cover works without read_charge: a command, and still no read.
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(0, teslaTopics.State, "open")
 	for _, r := range e.sim.Requests() {
-		if strings.HasSuffix(r.Path, "/tesla/charge") {
+		if strings.HasSuffix(r.Path, "/"+tesla+"/tesla/charge") {
 			t.Errorf("read without read_charge: %s", r.Path)
+		}
+	}
+	// The car without control_charge refuses commands without a Smartcar call, and
+	// still gets its charge sensors from reads.
+	user.publish(secondTopics.Command, false, "OPEN")
+	user.waitPayload(0, secondTopics.PluggedIn, "OFF")
+	for _, r := range e.doorCalls() {
+		if strings.Contains(r.Path, secondTesla) {
+			t.Errorf("door call for a car without control_charge: %s", r.Path)
 		}
 	}
 }
@@ -235,4 +245,25 @@ func TestForbiddenMarksTheVehicleCacheStale(t *testing.T) {
 // freshToken is what `smartcar2mqtt auth` would store: a new pair from Connect.
 func freshToken(e *env) *oauth2.Token {
 	return &oauth2.Token{RefreshToken: e.sim.IssueRefreshToken()}
+}
+
+// hasCover says whether a device config offers a cover: a component of platform
+// cover with more than the bare platform (which is HA's "remove this component").
+func hasCover(t *testing.T, payload string) bool {
+	t.Helper()
+	if payload == "" {
+		return false
+	}
+	var doc struct {
+		Cmps map[string]map[string]any `json:"cmps"`
+	}
+	if err := json.Unmarshal([]byte(payload), &doc); err != nil {
+		t.Fatalf("config is not JSON: %v", err)
+	}
+	for _, c := range doc.Cmps {
+		if (c["p"] == "cover" || c["platform"] == "cover") && len(c) > 1 {
+			return true
+		}
+	}
+	return false
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // memory keeps one vehicle's last known door state in DATA_DIR, so that a restart
@@ -18,9 +20,11 @@ type memory struct {
 }
 
 type savedState struct {
-	State      string     `json:"state"`
-	Attributes attributes `json:"attributes"`
-	KnownAt    time.Time  `json:"known_at"` // when the state was last learned from the car
+	State      string           `json:"state"`
+	Attributes attributes       `json:"attributes"`
+	KnownAt    time.Time        `json:"known_at"`         // when the state was last learned from the car
+	Charge     *smartcar.Charge `json:"charge,omitempty"` // the last successful read
+	ReadAt     time.Time        `json:"read_at"`
 }
 
 func newMemory(dir, vehicleID string) *memory {

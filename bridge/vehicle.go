@@ -37,5 +37,5 @@ func (v Vehicle) whyNoDoor() string {
 }
 
 func (v Vehicle) discovery() discovery.Vehicle {
-	return discovery.Vehicle{ID: v.ID, Make: v.Make, Model: v.Model, Year: v.Year, ChargePortDoor: v.hasDoor()}
+	return discovery.Vehicle{ID: v.ID, Make: v.Make, Model: v.Model, Year: v.Year, ChargePortDoor: v.hasDoor(), ChargeRead: v.canRead()}
 }

@@ -35,7 +35,7 @@ const (
 	stateClosed  = discovery.StateClosed
 	stateOpening = discovery.StateOpening
 	stateClosing = discovery.StateClosing
-	stateUnknown = "None"
+	stateUnknown = discovery.PayloadNone
 )
 
 // loginProbeInterval is how often a vehicle offline for a refused login checks
@@ -61,7 +61,9 @@ type worker struct {
 
 	state     string
 	attrs     attributes
-	known     time.Time // when the door state was last learned from the car
+	known     time.Time        // when the door state was last learned from the car
+	charge    *smartcar.Charge // the last successful read, for the companion entities
+	readAt    time.Time        // when that read was made
 	available bool
 	loginLost bool      // offline because Smartcar refused the login
 	due       time.Time // next read; zero for none
@@ -139,6 +141,7 @@ func (w *worker) run(stop, call context.Context) {
 func (w *worker) restore() {
 	if saved, ok := w.memory.load(w.log); ok {
 		w.state, w.attrs, w.known = saved.State, saved.Attributes, saved.KnownAt
+		w.charge, w.readAt = saved.Charge, saved.ReadAt
 	}
 	w.gauges.set(w.available, w.known)
 	if !w.vehicle.canRead() {
@@ -183,6 +186,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 		w.attrs.Result = "success"
 		w.setState(target)
 		w.publishAttributes()
+		w.publishDiagnostics()
 		w.learned(now)
 		w.healthy()
 		return
@@ -191,6 +195,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.log.WithError(err).WithField("action", a).Warn("charge port command failed")
 	w.setState(before)
 	w.publishAttributes()
+	w.publishDiagnostics()
 	w.remember()
 	w.failed(err)
 	// A command that timed out may still have reached the car: learn the truth with a
@@ -207,6 +212,7 @@ func (w *worker) read(ctx context.Context) {
 		w.log.WithError(err).Warn("reading the charge port state failed")
 		w.attrs.Result, w.attrs.Error, w.attrs.Source, w.attrs.UpdatedAt = "error", newErrorInfo(err), "poll", &now
 		w.publishAttributes()
+		w.publishDiagnostics()
 		w.remember()
 		// Keep the cadence after a failure: retrying sooner spends quota on a car
 		// that is asleep or unreachable.
@@ -224,6 +230,9 @@ func (w *worker) read(ctx context.Context) {
 		w.setState(stateClosed)
 	}
 	w.publishAttributes()
+	w.charge, w.readAt = &charge, now
+	w.publishCompanions()
+	w.publishDiagnostics()
 	w.learned(now)
 	w.healthy()
 }
@@ -237,7 +246,7 @@ func (w *worker) learned(at time.Time) {
 }
 
 func (w *worker) remember() {
-	w.memory.save(w.log, savedState{State: w.state, Attributes: w.attrs, KnownAt: w.known})
+	w.memory.save(w.log, savedState{State: w.state, Attributes: w.attrs, KnownAt: w.known, Charge: w.charge, ReadAt: w.readAt})
 }
 
 // failed reacts to what an error says about the daemon's access to the vehicle.
@@ -326,6 +335,43 @@ func (w *worker) publishAll() {
 	w.publishAvailability()
 	w.out.publish(w.topics.State, true, []byte(w.state))
 	w.publishAttributes()
+	w.publishCompanions()
+	w.publishDiagnostics()
+}
+
+// publishCompanions sends the entities that come with a read (plugged in, charging
+// state, …): unknown until the first read.
+func (w *worker) publishCompanions() {
+	if !w.vehicle.canRead() {
+		return
+	}
+	charge := w.charge
+	if charge == nil {
+		charge = &smartcar.Charge{}
+	}
+	for topic, payload := range companions(w.topics, charge) {
+		w.out.publish(topic, true, []byte(payload))
+	}
+}
+
+// publishDiagnostics sends the last Smartcar error (from the last call's result) and
+// the time of the last successful read.
+func (w *worker) publishDiagnostics() {
+	if !w.vehicle.canRead() {
+		return
+	}
+	var at time.Time
+	if w.attrs.UpdatedAt != nil {
+		at = *w.attrs.UpdatedAt
+	}
+	var failure *errorInfo
+	if w.attrs.Result == "error" {
+		failure = w.attrs.Error
+	}
+	state, attrs := lastErrorPayloads(failure, at)
+	w.out.publish(w.topics.LastError, true, []byte(state))
+	w.out.publish(w.topics.LastErrorAttributes, true, attrs)
+	w.out.publish(w.topics.LastRead, true, []byte(discovery.TimestampPayload(w.readAt)))
 }
 
 func isTimeout(err error) bool {

@@ -7,9 +7,7 @@ import (
 
 // An entity the vehicle does not offer renders as {"p": platform} alone:
 // that is how Home Assistant removes one component while the device keeps
-// its others. (With a single component today, Config instead returns nil to
-// clear the whole device; this pins down the per-component form for when
-// more entities exist.)
+// its others (e.g. a car that has read_charge but not the door command).
 func TestComponentRemovalStub(t *testing.T) {
 	v := Vehicle{ID: "V1", ChargePortDoor: false}
 	c := chargePortCover(VehicleTopics("base", "V1"), v)
@@ -24,5 +22,8 @@ func TestComponentRemovalStub(t *testing.T) {
 	c = chargePortCover(VehicleTopics("base", "V1"), v)
 	if c.uniqueID != "smartcar2mqtt_V1_charge_port" {
 		t.Errorf("uniqueID = %q", c.uniqueID)
+	}
+	if c.entityID != "cover.vehicle_v1_charge_port" {
+		t.Errorf("entityID = %q", c.entityID)
 	}
 }

@@ -40,6 +40,31 @@ const (
 	StateOpening = "opening"
 	StateClosing = "closing"
 
+	// PayloadNone is Home Assistant's literal for "unknown": the bridge
+	// publishes it on a state topic when Smartcar returned null, so the
+	// entity shows "unknown" instead of a stale or invented value.
+	PayloadNone = "None"
+
+	// PayloadOn and PayloadOff are the plugged-in binary sensor's states.
+	PayloadOn  = "ON"
+	PayloadOff = "OFF"
+
+	// ChargingStateCharging etc. are the charging-state sensor's states:
+	// Smartcar's charge "state" values, passed through unchanged so the
+	// enum sensor's options match what Smartcar documents.
+	ChargingStateCharging     = "CHARGING"
+	ChargingStateFullyCharged = "FULLY_CHARGED"
+	ChargingStateNotCharging  = "NOT_CHARGING"
+
+	// PayloadPress is what Home Assistant sends on the refresh topic when
+	// the Refresh button is pressed (the bridge accepts any payload there).
+	PayloadPress = "PRESS"
+
+	// LastErrorNone is the last-error sensor's state while the latest
+	// Smartcar call succeeded. It is deliberately not PayloadNone: "no
+	// error" is a known state, not an unknown one.
+	LastErrorNone = "none"
+
 	// IDPrefix namespaces our device identifiers, unique ids and object ids
 	// so they cannot collide with another integration's.
 	IDPrefix = "smartcar2mqtt_"
@@ -65,11 +90,46 @@ type Vehicle struct {
 	// ChargePortDoor says whether the charge port cover is offered (Smartcar
 	// has the door command for Tesla only).
 	ChargePortDoor bool
+	// ChargeRead says whether the bridge can read tesla/charge for this car
+	// (a Tesla with the read_charge permission). The sensors fed by that
+	// read and the Refresh button that triggers it are offered only then:
+	// without it they would stay "unknown" forever and the button would
+	// spend nothing but a failed call.
+	ChargeRead bool
 }
 
 // Topics are one vehicle's topics under the base topic (SPEC §4).
 type Topics struct {
-	Availability, Command, State, Attributes, Refresh string
+	// Availability is the vehicle's online/offline topic.
+	Availability string
+	// Command, State and Attributes belong to the charge port cover.
+	Command, State, Attributes string
+	// Refresh is the Refresh button's command topic: one tesla/charge read.
+	Refresh string
+
+	// The state topics below are all published (retained) from one
+	// tesla/charge read, so they cost no extra Smartcar call. Each carries
+	// PayloadNone when Smartcar returned null for its field.
+
+	// PluggedIn carries PayloadOn or PayloadOff.
+	PluggedIn string
+	// ChargingState carries one of ChargingStates().
+	ChargingState string
+	// ChargePortLatch carries Smartcar's latch string as given (e.g.
+	// "ENGAGED"); it is free text because Smartcar does not promise a
+	// closed set.
+	ChargePortLatch string
+	// ChargeLimit carries the charge limit in percent, e.g. "80".
+	ChargeLimit string
+	// EnergyAdded carries the energy added by the current or last session
+	// in kWh, e.g. "12.3".
+	EnergyAdded string
+	// LastError carries LastErrorPayload's "TYPE:CODE", or LastErrorNone.
+	LastError string
+	// LastErrorAttributes carries LastErrorAttrs as JSON.
+	LastErrorAttributes string
+	// LastRead carries TimestampPayload of the last successful read.
+	LastRead string
 }
 
 // StatusTopic is the bridge-wide online/offline topic (the MQTT will).
@@ -85,7 +145,23 @@ func VehicleTopics(base, vehicleID string) Topics {
 		State:        v + "/charge_port/state",
 		Attributes:   v + "/charge_port/attributes",
 		Refresh:      v + "/refresh",
+
+		PluggedIn:           v + "/plugged_in",
+		ChargingState:       v + "/charging_state",
+		ChargePortLatch:     v + "/charge_port_latch",
+		ChargeLimit:         v + "/charge_limit",
+		EnergyAdded:         v + "/energy_added",
+		LastError:           v + "/last_error",
+		LastErrorAttributes: v + "/last_error/attributes",
+		LastRead:            v + "/last_read",
 	}
+}
+
+// ChargingStates lists the charging-state sensor's options, in the order
+// Home Assistant shows them. It returns a fresh slice each call, so no
+// caller can change another's.
+func ChargingStates() []string {
+	return []string{ChargingStateCharging, ChargingStateFullyCharged, ChargingStateNotCharging}
 }
 
 // ObjectID is the vehicle's device object id: the last level of its

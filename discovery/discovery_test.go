@@ -18,7 +18,7 @@ var settings = discovery.Settings{
 
 const vid = "36ab27d0-fd9d-4455-823a-ce30af709ffc"
 
-var tesla = discovery.Vehicle{ID: vid, Make: "TESLA", Model: "Model 3", Year: 2021, ChargePortDoor: true}
+var tesla = discovery.Vehicle{ID: vid, Make: "TESLA", Model: "Model 3", Year: 2021, ChargePortDoor: true, ChargeRead: true}
 
 func TestTopics(t *testing.T) {
 	if got, want := discovery.StatusTopic("smartcar2mqtt"), "smartcar2mqtt/status"; got != want {
@@ -30,6 +30,15 @@ func TestTopics(t *testing.T) {
 		State:        "smartcar2mqtt/V/charge_port/state",
 		Attributes:   "smartcar2mqtt/V/charge_port/attributes",
 		Refresh:      "smartcar2mqtt/V/refresh",
+
+		PluggedIn:           "smartcar2mqtt/V/plugged_in",
+		ChargingState:       "smartcar2mqtt/V/charging_state",
+		ChargePortLatch:     "smartcar2mqtt/V/charge_port_latch",
+		ChargeLimit:         "smartcar2mqtt/V/charge_limit",
+		EnergyAdded:         "smartcar2mqtt/V/energy_added",
+		LastError:           "smartcar2mqtt/V/last_error",
+		LastErrorAttributes: "smartcar2mqtt/V/last_error/attributes",
+		LastRead:            "smartcar2mqtt/V/last_read",
 	}
 	if got := discovery.VehicleTopics("smartcar2mqtt", "V"); got != want {
 		t.Errorf("VehicleTopics = %+v, want %+v", got, want)
@@ -108,13 +117,14 @@ func TestConfigChargePortCover(t *testing.T) {
 	}
 
 	cover, ok := cmps["charge_port"]
-	if !ok || len(cmps) != 1 {
+	if !ok {
 		t.Fatalf("cmps = %v", cmps)
 	}
 	tp := discovery.VehicleTopics("smartcar2mqtt", vid)
 	want := map[string]any{
 		"p":                     "cover",
 		"unique_id":             "smartcar2mqtt_" + vid + "_charge_port",
+		"default_entity_id":     "cover.tesla_model_3_2021_charge_port",
 		"name":                  "Charge port",
 		"device_class":          "door",
 		"command_topic":         tp.Command,
@@ -210,10 +220,11 @@ func TestConfigOriginOptionalFields(t *testing.T) {
 	}
 }
 
-// A vehicle without the door command has no entity: Config says "clear".
+// A vehicle with neither the door command nor the charge read has no
+// entity: Config says "clear".
 func TestConfigNoComponentsMeansClear(t *testing.T) {
 	v := tesla
-	v.ChargePortDoor = false
+	v.ChargePortDoor, v.ChargeRead = false, false
 	b, err := discovery.Config(settings, v)
 	if err != nil || b != nil {
 		t.Fatalf("Config = %q, %v; want nil, nil", b, err)
@@ -292,7 +303,7 @@ func TestConfigDeterministic(t *testing.T) {
 }
 
 func TestConfigGolden(t *testing.T) {
-	b, err := discovery.Config(settings, discovery.Vehicle{ID: "V1", Make: "TESLA", Model: "Model 3", Year: 2021, ChargePortDoor: true})
+	b, err := discovery.Config(settings, discovery.Vehicle{ID: "V1", Make: "TESLA", Model: "Model 3", Year: 2021, ChargePortDoor: true, ChargeRead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +312,33 @@ func TestConfigGolden(t *testing.T) {
 		`"availability":[{"topic":"smartcar2mqtt/status","payload_available":"online","payload_not_available":"offline"},` +
 		`{"topic":"smartcar2mqtt/V1/availability","payload_available":"online","payload_not_available":"offline"}],` +
 		`"availability_mode":"all",` +
-		`"cmps":{"charge_port":{"p":"cover","unique_id":"smartcar2mqtt_V1_charge_port","name":"Charge port","device_class":"door",` +
+		`"cmps":{` +
+		`"charge_limit":{"p":"sensor","unique_id":"smartcar2mqtt_V1_charge_limit","default_entity_id":"sensor.tesla_model_3_2021_charge_limit",` +
+		`"name":"Charge limit","state_topic":"smartcar2mqtt/V1/charge_limit","unit_of_measurement":"%","state_class":"measurement","qos":1},` +
+		`"charge_port":{"p":"cover","unique_id":"smartcar2mqtt_V1_charge_port","default_entity_id":"cover.tesla_model_3_2021_charge_port",` +
+		`"name":"Charge port","device_class":"door",` +
 		`"command_topic":"smartcar2mqtt/V1/charge_port/set","state_topic":"smartcar2mqtt/V1/charge_port/state",` +
 		`"json_attributes_topic":"smartcar2mqtt/V1/charge_port/attributes","payload_open":"OPEN","payload_close":"CLOSE",` +
 		`"payload_stop":null,"state_open":"open","state_closed":"closed","state_opening":"opening","state_closing":"closing",` +
-		`"optimistic":false,"retain":false,"qos":1}}}`
+		`"optimistic":false,"retain":false,"qos":1},` +
+		`"charge_port_latch":{"p":"sensor","unique_id":"smartcar2mqtt_V1_charge_port_latch","default_entity_id":"sensor.tesla_model_3_2021_charge_port_latch",` +
+		`"name":"Charge port latch","state_topic":"smartcar2mqtt/V1/charge_port_latch","qos":1},` +
+		`"charging_state":{"p":"sensor","unique_id":"smartcar2mqtt_V1_charging_state","default_entity_id":"sensor.tesla_model_3_2021_charging_state",` +
+		`"name":"Charging state","device_class":"enum","options":["CHARGING","FULLY_CHARGED","NOT_CHARGING"],` +
+		`"state_topic":"smartcar2mqtt/V1/charging_state","qos":1},` +
+		`"energy_added":{"p":"sensor","unique_id":"smartcar2mqtt_V1_energy_added","default_entity_id":"sensor.tesla_model_3_2021_energy_added",` +
+		`"name":"Energy added","device_class":"energy","state_topic":"smartcar2mqtt/V1/energy_added","unit_of_measurement":"kWh",` +
+		`"state_class":"total_increasing","qos":1},` +
+		`"last_error":{"p":"sensor","unique_id":"smartcar2mqtt_V1_last_error","default_entity_id":"sensor.tesla_model_3_2021_last_error",` +
+		`"name":"Last Smartcar error","entity_category":"diagnostic","state_topic":"smartcar2mqtt/V1/last_error",` +
+		`"json_attributes_topic":"smartcar2mqtt/V1/last_error/attributes","qos":1},` +
+		`"last_read":{"p":"sensor","unique_id":"smartcar2mqtt_V1_last_read","default_entity_id":"sensor.tesla_model_3_2021_last_read",` +
+		`"name":"Last read","device_class":"timestamp","entity_category":"diagnostic","state_topic":"smartcar2mqtt/V1/last_read","qos":1},` +
+		`"plugged_in":{"p":"binary_sensor","unique_id":"smartcar2mqtt_V1_plugged_in","default_entity_id":"binary_sensor.tesla_model_3_2021_plugged_in",` +
+		`"name":"Plugged in","device_class":"plug","state_topic":"smartcar2mqtt/V1/plugged_in","payload_on":"ON","payload_off":"OFF","qos":1},` +
+		`"refresh":{"p":"button","unique_id":"smartcar2mqtt_V1_refresh","default_entity_id":"button.tesla_model_3_2021_refresh",` +
+		`"name":"Refresh","command_topic":"smartcar2mqtt/V1/refresh","payload_press":"PRESS","retain":false,"qos":1}` +
+		`}}`
 	if string(b) != golden {
 		t.Errorf("payload changed:\n got %s\nwant %s", b, golden)
 	}

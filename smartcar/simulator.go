@@ -129,6 +129,9 @@ func NewSimulator(opts SimOptions) *Simulator {
 	s.mux.HandleFunc("GET /v2.0/vehicles/{id}/permissions", s.authed(s.handlePermissions))
 	s.mux.HandleFunc("GET /v2.0/vehicles/{id}/tesla/charge", s.authed(s.handleTeslaCharge))
 	s.mux.HandleFunc("POST /v2.0/vehicles/{id}/{make}/charge/charge_port_door", s.authed(s.handleDoor))
+	// The demo's knob: plug the simulated car in or out, as a user would at the car.
+	s.mux.HandleFunc("POST /simulator/vehicles/{id}/plug", s.handlePlug(true))
+	s.mux.HandleFunc("POST /simulator/vehicles/{id}/unplug", s.handlePlug(false))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, http.StatusNotFound, TypeResourceNotFound, "PATH", 0)
 	})
@@ -272,6 +275,22 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.finish(idx, status)
+}
+
+// handlePlug is not part of Smartcar's API: it stands for the user at the car.
+func (s *Simulator) handlePlug(plugged bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		s.mu.Lock()
+		_, ok := s.vehicles[id]
+		s.mu.Unlock()
+		if !ok {
+			http.Error(w, "no such vehicle", http.StatusNotFound)
+			return
+		}
+		s.SetPluggedIn(id, plugged)
+		fmt.Fprintf(w, "vehicle %s plugged in: %v\n", id, plugged)
+	}
 }
 
 type requestIDKey struct{}

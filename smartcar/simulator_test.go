@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -196,4 +197,34 @@ func TestSimulatorConcurrentUse(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+func TestSimulatorPlugKnob(t *testing.T) {
+	sim := NewSimulator(SimOptions{ClientID: "c", ClientSecret: "s"})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	for _, tt := range []struct {
+		path string
+		code int
+	}{
+		{"/simulator/vehicles/" + SimTeslaID + "/plug", 200},
+		{"/simulator/vehicles/nope/plug", 404},
+	} {
+		resp, err := http.Post(srv.URL+tt.path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.code {
+			t.Errorf("POST %s: %d, want %d", tt.path, resp.StatusCode, tt.code)
+		}
+	}
+	if !sim.ChargePortOpen(SimTeslaID) {
+		t.Error("plugging in did not open the door, as it does on the car")
+	}
+	resp, err := http.Post(srv.URL+"/simulator/vehicles/"+SimTeslaID+"/unplug", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }

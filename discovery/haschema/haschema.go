@@ -7,7 +7,11 @@
 // entity options, Validate accepts. ValidateStrict additionally rejects what
 // Home Assistant would accept but is almost certainly a mistake in a payload
 // we generate: unknown or misspelt options, values of the wrong JSON type,
-// both the short and the long form of one key.
+// both the short and the long form of one key, and habits that give users
+// surprising entities (see habits.go: default_entity_id not of the form
+// <platform>.<slug>, the deprecated object_id, missing or device-prefixed
+// names, enum sensors without options, energy sensors without a state
+// class, entity category config on sensors).
 //
 // It is a test helper: production code does not import it.
 package haschema
@@ -276,6 +280,7 @@ func (c *checker) devicePayload(root map[string]any) {
 		return
 	}
 	uniqueIDs := map[string]string{}
+	entityIDs := map[string]string{}
 	for _, id := range sortedKeys(cmps) {
 		path := join("components", id)
 		if c.strict && !isObjectID(id) {
@@ -324,7 +329,15 @@ func (c *checker) devicePayload(root map[string]any) {
 			}
 			uniqueIDs[platform+"\x00"+s] = id
 		}
-		c.entity(path, platform, cfg, true, inherited)
+		// Home Assistant would give the second entity "<id>_2", so the
+		// documented entity id would silently point at the first.
+		if eid, ok := cfg["default_entity_id"].(string); ok && c.strict {
+			if other, dup := entityIDs[eid]; dup {
+				c.addf(join(path, "default_entity_id"), "%q already used by component %q", eid, other)
+			}
+			entityIDs[eid] = id
+		}
+		c.entity(path, platform, cfg, true, inherited, deviceName(root))
 	}
 }
 
@@ -341,7 +354,7 @@ func (c *checker) singlePayload(component string, root map[string]any) {
 		c.expand("origin", o, originAbbreviations)
 	}
 	c.replaceTopicBase("", root)
-	c.entity("", component, root, false, nil)
+	c.entity("", component, root, false, nil, deviceName(root))
 }
 
 // replaceTopicBase applies the "~" shorthand: a topic option starting or
@@ -378,6 +391,13 @@ func (c *checker) replaceTopicBase(path string, cfg map[string]any) {
 			}
 		}
 	}
+}
+
+// deviceName is the (expanded) device block's name, or "".
+func deviceName(cfg map[string]any) string {
+	dev, _ := cfg["device"].(map[string]any)
+	name, _ := dev["name"].(string)
+	return name
 }
 
 func sortedKeys(m map[string]any) []string {

@@ -124,6 +124,7 @@ func platforms() map[string]platform {
 				"payload_on":     (*checker).str,
 			},
 			required: []string{"state_topic"},
+			rules:    binarySensorRules,
 		},
 		"button": {
 			options: map[string]check{
@@ -142,7 +143,8 @@ func platforms() map[string]platform {
 // entity validates one entity config (already expanded and merged).
 // inherited names the options copied from a device payload's root: they were
 // checked there, so only the rules that combine them are applied here.
-func (c *checker) entity(path, platformName string, cfg map[string]any, deviceDiscovery bool, inherited map[string]bool) {
+// devName is the name of the device the entity belongs to ("" if none).
+func (c *checker) entity(path, platformName string, cfg map[string]any, deviceDiscovery bool, inherited map[string]bool, devName string) {
 	common := commonOptions(deviceDiscovery)
 	spec, modelled := platforms()[platformName]
 	for _, k := range spec.required {
@@ -174,6 +176,9 @@ func (c *checker) entity(path, platformName string, cfg map[string]any, deviceDi
 	c.availability(path, cfg, false, inherited)
 	if spec.rules != nil {
 		spec.rules(c, path, cfg)
+	}
+	if c.strict {
+		c.entityHabits(path, platformName, cfg, devName)
 	}
 }
 
