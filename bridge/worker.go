@@ -113,7 +113,11 @@ func (w *worker) run(stop, call context.Context) {
 			return
 		case <-timer.C:
 			w.due = time.Time{}
-			w.mail.requestRead()
+			if w.loginLost {
+				w.mail.requestCheckLogin() // costs no Smartcar call
+			} else {
+				w.mail.requestRead()
+			}
 		case <-w.mail.wake:
 		}
 		for stop.Err() == nil {
