@@ -36,6 +36,7 @@ type Broker struct {
 	server   *mqtt.Server
 	public   net.Listener
 	internal net.Listener
+	tls      net.Listener // nil without BROKER_TLS_CERT/KEY
 	bridge   Credentials
 
 	closeOnce sync.Once
@@ -119,6 +120,7 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 			tl.Close()
 			return fail(err)
 		}
+		b.tls = tl
 	}
 	if err := server.Serve(); err != nil {
 		return fail(fmt.Errorf("embedded broker: %w", err))
@@ -132,6 +134,14 @@ func (b *Broker) BridgeCredentials() Credentials { return b.bridge }
 
 // Addr is the public listener's address (useful when BROKER_LISTEN asks for port 0).
 func (b *Broker) Addr() net.Addr { return b.public.Addr() }
+
+// TLSAddr is the TLS listener's address, nil when the broker has none.
+func (b *Broker) TLSAddr() net.Addr {
+	if b.tls == nil {
+		return nil
+	}
+	return b.tls.Addr()
+}
 
 // Close disconnects every client, stops the listeners and flushes retained messages.
 // It may be called more than once.

@@ -1,0 +1,122 @@
+package bridge
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// With BROKER_TLS_CERT/KEY the embedded broker also speaks MQTT over TLS, with the
+// same accounts.
+func TestEmbeddedBrokerTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	b, err := StartBroker(BrokerOptions{
+		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
+		Username: haUser, Password: haPass, DataDir: dir, BaseTopic: base, Log: testLog(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if b.TLSAddr() == nil {
+		t.Fatal("no TLS listener")
+	}
+	connect := func(pass string) error {
+		opts := mqtt.NewClientOptions().AddBroker("ssl://" + b.TLSAddr().String()).
+			SetUsername(haUser).SetPassword(pass).SetClientID("tls-test").SetAutoReconnect(false).
+			SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		c := mqtt.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(10 * time.Second) {
+			return os.ErrDeadlineExceeded
+		}
+		if tok.Error() == nil {
+			c.Disconnect(0)
+		}
+		return tok.Error()
+	}
+	if err := connect(haPass); err != nil {
+		t.Errorf("TLS connect with Home Assistant's account: %v", err)
+	}
+	if err := connect("wrong"); err == nil {
+		t.Error("TLS connect with a wrong password was let in")
+	}
+}
+
+func TestEmbeddedBrokerBadTLSFilesStopStartup(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "cert.pem")
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	_, err := StartBroker(BrokerOptions{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: bad, TLSKey: bad,
+		AllowAnonymous: true, DataDir: dir, BaseTopic: base, Log: testLog(t)})
+	if err == nil {
+		t.Fatal("a broken certificate was accepted")
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "smartcar2mqtt test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestMQTTCAFile(t *testing.T) {
+	dir := t.TempDir()
+	certFile, _, _ := selfSigned(t, dir)
+	notPEM := filepath.Join(dir, "not.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+	for _, tt := range []struct {
+		url, ca string
+		ok      bool
+	}{
+		{"ssl://127.0.0.1:8883", certFile, true},
+		{"ssl://127.0.0.1:8883", notPEM, false},
+		{"ssl://127.0.0.1:8883", filepath.Join(dir, "missing.pem"), false},
+		{"tcp://127.0.0.1:1883", "", true},
+	} {
+		_, err := New(nil, nil, Options{MQTT: MQTTOptions{URL: tt.url, CAFile: tt.ca, ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus, Log: testLog(t)})
+		if (err == nil) != tt.ok {
+			t.Errorf("New(%s, CA %s) error = %v, want ok=%v", tt.url, filepath.Base(tt.ca), err, tt.ok)
+		}
+	}
+}
