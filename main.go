@@ -257,7 +257,12 @@ func userAgent() string { return "smartcar2mqtt/" + version }
 // demo runs the whole daemon against the built-in simulated Tesla and the embedded
 // broker on 127.0.0.1:1883: no account and no configuration needed.
 func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.Writer) error {
-	if !cfg.IsSet("DATA_DIR") {
+	if cfg.IsSet("DATA_DIR") {
+		// A subdirectory of its own: the demo writes the simulator's login and
+		// vehicles, which must never replace a real login kept in the same DATA_DIR
+		// (the container image always sets DATA_DIR=/data).
+		cfg.DataDir = filepath.Join(cfg.DataDir, "demo")
+	} else {
 		dir, err := os.MkdirTemp("", "smartcar2mqtt-demo-")
 		if err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -277,7 +278,11 @@ func TestDemoHealthAndMetrics(t *testing.T) {
 	if !strings.Contains(pages[1], `smartcar2mqtt_smartcar_calls_total{endpoint="tesla_charge",outcome="ok"}`) {
 		t.Errorf("/metrics lacks the call counts:\n%s", pages[1])
 	}
-	tok, err := smartcar.NewTokenStore(dataDir).Load()
+	// The demo keeps to DATA_DIR/demo: a real login beside it is never touched.
+	if _, err := smartcar.NewTokenStore(dataDir).Load(); !errors.Is(err, smartcar.ErrNoToken) {
+		t.Errorf("the demo wrote a token store at DATA_DIR itself: %v", err)
+	}
+	tok, err := smartcar.NewTokenStore(filepath.Join(dataDir, "demo")).Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -51,11 +53,19 @@ func parseTopic(base, topic string) route {
 }
 
 // quoteForLog shows a payload safely in a log line: quoted, and cut short, since it
-// comes from anyone who can publish to the broker.
+// comes from anyone who can publish to the broker. The cut counts the quoted
+// text, escapes included: a payload of invalid bytes quotes to four times its size.
 func quoteForLog(payload []byte) string {
 	const max = 64
-	if len(payload) > max {
-		return fmt.Sprintf("%q… (%d bytes)", payload[:max], len(payload))
+	var quoted []byte
+	for i := 0; i < len(payload); {
+		_, n := utf8.DecodeRune(payload[i:])
+		q := strconv.Quote(string(payload[i : i+n])) // one rune or one invalid byte
+		if len(quoted)+len(q)-2 > max {
+			return fmt.Sprintf("\"%s\"… (%d bytes)", quoted, len(payload))
+		}
+		quoted = append(quoted, q[1:len(q)-1]...)
+		i += n
 	}
-	return fmt.Sprintf("%q", payload)
+	return `"` + string(quoted) + `"`
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -216,6 +217,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if secs <= 0 {
 			return 0
+		}
+		if secs > int64(math.MaxInt64/time.Second) {
+			return math.MaxInt64 // saturate as Time.Sub does for a date: never wrap to a short wait
 		}
 		return time.Duration(secs) * time.Second
 	}
