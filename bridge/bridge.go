@@ -80,6 +80,9 @@ type Bridge struct {
 	known    map[string]bool    // every vehicle on the account (in the filter); read-only
 	client   mqtt.Client
 	closing  atomic.Bool // set on shutdown: commands are no longer taken
+	// announceReq asks Run's announcer for discovery then states (capacity 1: a
+	// burst of HA births costs one announce).
+	announceReq chan struct{}
 
 	serving  atomic.Bool
 	connects atomic.Uint64
@@ -101,6 +104,8 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		vehicles: vehicles,
 		workers:  map[string]*worker{},
 		known:    map[string]bool{},
+
+		announceReq: make(chan struct{}, 1),
 	}
 	for _, v := range vehicles {
 		b.known[v.ID] = true
@@ -167,7 +172,12 @@ func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
 		SetUsername(o.Username).
 		SetPassword(o.Password).
 		SetCleanSession(true). // subscriptions are redone on every connect
-		SetOrderMatters(false).
+		// In order, on paho's router goroutine: the user's last command is the one
+		// left queued. Out of order, each message got a goroutine of its own, so OPEN
+		// then CLOSE could be taken as CLOSE then OPEN, and a flood spawned a goroutine
+		// per message that outlived the call in flight. That is safe because onMessage
+		// never blocks and never publishes: HA's birth is handed to the announcer.
+		SetOrderMatters(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(false). // the first connect is retried by Run, which logs why it failed
 		SetMaxReconnectInterval(time.Minute).
@@ -217,6 +227,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	for _, w := range b.workers {
 		wg.Go(func() { w.run(ctx, call) })
 	}
+	wg.Go(func() { b.announcer(ctx) })
 	b.serving.Store(true)
 
 	<-ctx.Done()
@@ -306,6 +317,19 @@ func (b *Bridge) announce() {
 	}
 }
 
+// announcer publishes discovery and states when Home Assistant asks (its birth),
+// off paho's router goroutine, until ctx ends.
+func (b *Bridge) announcer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.announceReq:
+			b.announce()
+		}
+	}
+}
+
 // onMessage never blocks: it parses and hands over to a worker's mailbox.
 func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	log := b.log.WithField("topic", m.Topic())
@@ -313,7 +337,10 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		// A retained birth is an old one: announce already ran on connect.
 		if !m.Retained() && string(m.Payload()) == "online" {
 			log.Info("Home Assistant came online; publishing discovery and states")
-			b.announce()
+			select {
+			case b.announceReq <- struct{}{}:
+			default: // one is already pending
+			}
 		}
 		return
 	}
@@ -352,7 +379,8 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 			return
 		}
 		if !w.mail.putCommand(a) {
-			log.WithField("action", a).Info("same command already in flight: dropped")
+			// Debug: a flood of repeats would otherwise flood the log too.
+			log.WithField("action", a).Debug("same command already in flight: dropped")
 		}
 	}
 }

@@ -46,6 +46,10 @@ type env struct {
 	only       []string      // SMARTCAR_VEHICLE_IDS
 	loginProbe time.Duration // 0: the default
 	stale      chan string   // vehicles the bridge called stale
+
+	mosquitto  *mosquitto         // mosquitto case only: the process, to stop and restart
+	clientOpts []smartcar.Option  // appended to the Smartcar client's (e.g. a short SMARTCAR_TIMEOUT)
+	log        logrus.FieldLogger // the bridge's logger; nil: testLog
 }
 
 const (
@@ -65,9 +69,9 @@ func newEnv(t *testing.T, kind string, sim smartcar.SimOptions) *env {
 	case "mochi":
 		e.startEmbedded()
 	case "mosquitto":
-		url := startMosquitto(t)
-		e.userURL = url
-		e.mqtt = MQTTOptions{URL: url, ClientID: "smartcar2mqtt-test"}
+		e.mosquitto = newMosquitto(t)
+		e.userURL = e.mosquitto.url
+		e.mqtt = MQTTOptions{URL: e.mosquitto.url, ClientID: "smartcar2mqtt-test"}
 	default:
 		t.Fatalf("unknown broker %q", kind)
 	}
@@ -132,12 +136,16 @@ func (e *env) startBridge() *running {
 		cancel()
 		e.t.Fatalf("tokens: %v", err)
 	}
-	client := smartcar.NewClient(e.api, tokens, smartcar.WithTimeout(30*time.Second))
+	client := smartcar.NewClient(e.api, tokens, append([]smartcar.Option{smartcar.WithTimeout(30 * time.Second)}, e.clientOpts...)...)
 	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
 	details, err := fleet.Vehicles(ctx, client, e.only)
 	if err != nil {
 		cancel()
 		e.t.Fatalf("vehicles: %v", err)
+	}
+	log := e.log
+	if log == nil {
+		log = testLog(e.t)
 	}
 	var vehicles []Vehicle
 	for _, d := range details {
@@ -152,7 +160,7 @@ func (e *env) startBridge() *running {
 			fleet.Forget()
 			e.stale <- id
 		},
-		Log:        testLog(e.t),
+		Log:        log,
 		loginProbe: e.loginProbe,
 	})
 	if err != nil {

@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -112,17 +111,6 @@ func (r *recorder) count() int {
 	return len(msgs)
 }
 
-// last returns the latest payload seen on topic.
-func (r *recorder) last(topic string) (message, bool) {
-	msgs, _ := r.snapshot()
-	for i := len(msgs) - 1; i >= 0; i-- {
-		if msgs[i].Topic == topic {
-			return msgs[i], true
-		}
-	}
-	return message{}, false
-}
-
 func (r *recorder) publish(topic string, retained bool, payload string) {
 	r.t.Helper()
 	if tok := r.client.Publish(topic, 1, retained, payload); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -138,10 +126,24 @@ func dump(msgs []message) string {
 	return b.String()
 }
 
-// startMosquitto runs Debian's mosquitto on a free loopback port for one test and
-// returns its URL. Without mosquitto the test is skipped, unless REQUIRE_MOSQUITTO=1
-// (CI sets it), so CI never skips it silently.
-func startMosquitto(t *testing.T) string {
+// mosquitto is one test's broker process. Stop kills it (SIGKILL: a crash, no clean
+// goodbye to its clients) and Start runs it again on the same port, with the same
+// configuration (persistence off: it comes back empty, as after losing its disk).
+type mosquitto struct {
+	t    *testing.T
+	bin  string
+	conf string
+	url  string
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd.Wait has returned
+	lines  *lineWatch
+}
+
+// newMosquitto runs Debian's mosquitto on a free loopback port for one test.
+// Without mosquitto the test is skipped, unless REQUIRE_MOSQUITTO=1 (CI sets it),
+// so CI never skips it silently.
+func newMosquitto(t *testing.T) *mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -165,38 +167,89 @@ func startMosquitto(t *testing.T) string {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type all\n", port)
+	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n", port)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-c", conf)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	m := &mosquitto{t: t, bin: bin, conf: conf, url: fmt.Sprintf("tcp://127.0.0.1:%d", port)}
+	t.Cleanup(m.Stop)
+	m.Start()
+	return m
+}
+
+// Start runs mosquitto and returns once it has opened its listener: it waits on the
+// line saying so, not on a clock.
+func (m *mosquitto) Start() {
+	m.t.Helper()
+	if m.cmd != nil {
+		m.t.Fatal("mosquitto is already running")
 	}
+	m.lines = newLineWatch(" running")
+	cmd := exec.Command(m.bin, "-c", m.conf)
+	cmd.Stderr = m.lines // exec copies in its own goroutine; Wait waits for it
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto: %v", err)
+		m.t.Fatalf("start mosquitto: %v", err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
+	m.cmd, m.exited = cmd, make(chan struct{})
+	go func(exited chan struct{}) {
 		cmd.Wait()
-	})
-	// Ready when it says it opened the listen socket: wait on that line, not a clock.
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(stderr)
-		signalled := false
-		for s.Scan() {
-			if !signalled && strings.HasSuffix(s.Text(), " running") {
-				close(ready)
-				signalled = true
-			}
-		}
-	}()
+		close(exited)
+	}(m.exited)
 	select {
-	case <-ready:
+	case <-m.lines.found:
+	case <-m.exited:
+		m.cmd = nil
+		m.t.Fatalf("mosquitto exited before opening its listener:\n%s", m.lines.text())
 	case <-time.After(10 * time.Second):
-		t.Fatal("mosquitto did not open its listener within 10 s")
+		m.t.Fatalf("mosquitto did not open its listener within 10 s:\n%s", m.lines.text())
 	}
-	return fmt.Sprintf("tcp://127.0.0.1:%d", port)
+}
+
+// Stop kills mosquitto and waits for it to be gone. It may be called when stopped.
+func (m *mosquitto) Stop() {
+	if m.cmd == nil {
+		return
+	}
+	m.cmd.Process.Kill()
+	<-m.exited
+	m.cmd = nil
+}
+
+// lineWatch is an io.Writer for a child's output: it keeps the text and closes found
+// at the first line ending with suffix.
+type lineWatch struct {
+	suffix string
+	found  chan struct{}
+
+	mu      sync.Mutex
+	buf     strings.Builder
+	partial string
+	closed  bool
+}
+
+func newLineWatch(suffix string) *lineWatch {
+	return &lineWatch{suffix: suffix, found: make(chan struct{})}
+}
+
+func (w *lineWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf.Len() < 1<<20 {
+		w.buf.Write(p)
+	}
+	lines := strings.Split(w.partial+string(p), "\n")
+	w.partial = lines[len(lines)-1] // "" when p ended a line
+	for _, l := range lines[:len(lines)-1] {
+		if !w.closed && strings.HasSuffix(l, w.suffix) {
+			close(w.found)
+			w.closed = true
+		}
+	}
+	return len(p), nil
+}
+
+func (w *lineWatch) text() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
