@@ -145,6 +145,13 @@ type mosquitto struct {
 // so CI never skips it silently.
 func newMosquitto(t *testing.T) *mosquitto {
 	t.Helper()
+	return newMosquittoWith(t, "tcp", "")
+}
+
+// newMosquittoWith is newMosquitto with more settings for its listener (e.g. TLS
+// certfile/keyfile), reached with scheme (tcp or ssl).
+func newMosquittoWith(t *testing.T, scheme, listenerOptions string) *mosquitto {
+	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
@@ -167,11 +174,11 @@ func newMosquitto(t *testing.T) *mosquitto {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	body := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n", port)
+	body := fmt.Sprintf("listener %d 127.0.0.1\n%sallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n", port, listenerOptions)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	m := &mosquitto{t: t, bin: bin, conf: conf, url: fmt.Sprintf("tcp://127.0.0.1:%d", port)}
+	m := &mosquitto{t: t, bin: bin, conf: conf, url: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)}
 	t.Cleanup(m.Stop)
 	m.Start()
 	return m

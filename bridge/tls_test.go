@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // With BROKER_TLS_CERT/KEY the embedded broker also speaks MQTT over TLS, with the
@@ -119,4 +122,59 @@ func TestMQTTCAFile(t *testing.T) {
 			t.Errorf("New(%s, CA %s) error = %v, want ok=%v", tt.url, filepath.Base(tt.ca), err, tt.ok)
 		}
 	}
+}
+
+// TLS to an external broker: mosquitto with a certificate from a CA made here, the
+// bridge trusting that CA through MQTT_CA_FILE (and refusing the broker without it).
+func TestExternalBrokerOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, dir)
+	opts := fmt.Sprintf("certfile %s\nkeyfile %s\n", certFile, keyFile)
+	if os.Geteuid() == 0 {
+		// As root, mosquitto drops to its own user before reading the key, which
+		// then cannot enter the test's private temp dir.
+		opts = "user root\n" + opts
+	}
+	m := newMosquittoWith(t, "ssl", opts)
+	e := newEnv(t, "mochi", smartcar.SimOptions{}) // the simulator and data dir; the bridge uses mosquitto
+	e.broker.Close()
+	e.mqtt = MQTTOptions{URL: m.url, CAFile: certFile, ClientID: "smartcar2mqtt-tls-test"}
+	e.userURL, e.user, e.pass = "", "", ""
+	e.startBridge()
+
+	watch := mqtt.NewClientOptions().AddBroker(m.url).SetClientID("tls-watcher").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: mustPool(t, certFile), MinVersion: tls.VersionTLS12})
+	r := &recorder{t: t, changed: make(chan struct{})}
+	r.client = mqtt.NewClient(watch)
+	if tok := r.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher over TLS: %v", tok.Error())
+	}
+	defer r.client.Disconnect(50)
+	if tok := r.client.Subscribe(base+"/#", 1, r.record); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	n := ready(r, "closed")
+	r.publish(teslaTopics.Command, false, "OPEN")
+	r.waitPayload(n, teslaTopics.State, "open")
+
+	// Without the CA the broker's certificate is not trusted.
+	untrusted := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(m.url).SetClientID("no-ca").SetAutoReconnect(false).
+		SetTLSConfig(&tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}))
+	if tok := untrusted.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+		untrusted.Disconnect(0)
+		t.Error("a client without the CA connected")
+	}
+}
+
+func mustPool(t *testing.T, certFile string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("no certificate in", certFile)
+	}
+	return pool
 }
