@@ -188,10 +188,11 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.attrs = attributes{LastCommand: string(a), Source: "command", UpdatedAt: &now}
 	if err == nil {
 		w.attrs.Result = "success"
+		w.state = target
+		w.learned(now) // kept in DATA_DIR before it is announced
 		w.setState(target)
 		w.publishAttributes()
 		w.publishDiagnostics()
-		w.learned(now)
 		w.healthy()
 		return
 	}
@@ -227,17 +228,18 @@ func (w *worker) read(ctx context.Context) {
 	w.attrs = attributes{LastCommand: w.attrs.LastCommand, Result: "success", Source: "poll", UpdatedAt: &now}
 	switch {
 	case charge.ChargePortOpen == nil:
-		w.setState(stateUnknown)
+		w.state = stateUnknown
 	case *charge.ChargePortOpen:
-		w.setState(stateOpen)
+		w.state = stateOpen
 	default:
-		w.setState(stateClosed)
+		w.state = stateClosed
 	}
-	w.publishAttributes()
 	w.charge, w.readAt = &charge, now
+	w.learned(now) // kept in DATA_DIR before it is announced
+	w.setState(w.state)
+	w.publishAttributes()
 	w.publishCompanions()
 	w.publishDiagnostics()
-	w.learned(now)
 	w.healthy()
 }
 
