@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,17 +109,9 @@ var (
 // may appear in anything it printed or served: the client secret, the broker
 // password, or any access or refresh token the store held during the run.
 func TestLogAudit(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String()
-	ln.Close()
+	httpAddr := freeAddr(t)
 	dataDir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := testBinary(t)
 	const brokerUser, brokerPassword = "ha-audit", "broker-pw-6c1f0e2d"
 	cmd := exec.Command(exe, "demo")
 	cmd.Env = []string{

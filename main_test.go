@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,18 +28,35 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// runMain runs the program with exactly env as its environment.
-func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+// freeAddr is a loopback address with a port nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// testBinary is this test binary, which TestMain turns into the program.
+func testBinary(t *testing.T) string {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(exe, args...)
+	return exe
+}
+
+// runMain runs the program with exactly env as its environment.
+func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(testBinary(t), args...)
 	cmd.Env = append([]string{"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + t.TempDir()}, env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
+	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -126,26 +142,17 @@ func TestAuthCommand(t *testing.T) {
 	sim := smartcar.NewSimulator(smartcar.SimOptions{ClientID: "cid", ClientSecret: "csecret-value"})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	callback := freeAddr(t)
 	dataDir := t.TempDir()
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "auth")
+	cmd := exec.Command(testBinary(t), "auth")
 	cmd.Env = []string{
 		"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir,
 		"SMARTCAR_CLIENT_ID=cid", "SMARTCAR_CLIENT_SECRET=csecret-value",
 		"SMARTCAR_CONNECT_URL=" + srv.URL + "/oauth/authorize",
 		"SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token",
 		"SMARTCAR_API_URL=" + srv.URL + "/v2.0",
-		fmt.Sprintf("SMARTCAR_REDIRECT_URI=http://127.0.0.1:%d/callback", port),
+		"SMARTCAR_REDIRECT_URI=http://" + callback + "/callback",
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -217,17 +224,9 @@ func TestAuthCommand(t *testing.T) {
 // The demo as a user (and Docker's HEALTHCHECK) sees it: healthy once up, and
 // neither /healthz nor /metrics shows a secret.
 func TestDemoHealthAndMetrics(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpAddr := ln.Addr().String()
-	ln.Close()
+	httpAddr := freeAddr(t)
 	dataDir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	exe := testBinary(t)
 	env := []string{"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir, "HTTP_LISTEN=" + httpAddr, "BROKER_LISTEN=127.0.0.1:0"}
 	cmd := exec.Command(exe, "demo")
 	cmd.Env = env

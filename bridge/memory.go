@@ -9,6 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -60,7 +61,7 @@ func (m *memory) save(log logrus.FieldLogger, s savedState) {
 	}
 	data, err := json.Marshal(s)
 	if err == nil {
-		err = writeFileAtomic(m.path, data, 0o600)
+		err = atomicfile.Write(m.path, data, 0o600)
 	}
 	if err != nil {
 		log.WithError(err).Warn("cannot save the door state; a restart will read it again")

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/sirupsen/logrus"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
 )
 
 // retainedStore keeps the embedded broker's retained messages in one JSON file, so
@@ -159,45 +160,9 @@ func (s *retainedStore) flush() {
 	sort.Slice(list, func(i, j int) bool { return list[i].Topic < list[j].Topic })
 	data, err := json.Marshal(list)
 	if err == nil {
-		err = writeFileAtomic(s.path, data, 0o600)
+		err = atomicfile.Write(s.path, data, 0o600)
 	}
 	if err != nil {
 		s.log.WithError(err).Warn("could not save retained messages")
 	}
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves the old or the new
-// content, never a mix: temp file in the same directory, fsync, rename, fsync dir.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

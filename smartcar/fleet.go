@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
 )
 
 // VehicleDetails is a vehicle with the permissions the user granted for it.
@@ -55,7 +57,7 @@ func (f FleetCache) Vehicles(ctx context.Context, src fleetSource, only []string
 	if err != nil {
 		return nil, fmt.Errorf("encode vehicle cache: %w", err)
 	}
-	if err := writeFileAtomic(f.Path, data, 0o600); err != nil {
+	if err := atomicfile.Write(f.Path, data, 0o600); err != nil {
 		return nil, fmt.Errorf("write vehicle cache: %w", err)
 	}
 	return vehicles, nil

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
 )
 
 // TestErrorsNeverCarrySecrets provokes every failure we know of and checks
@@ -115,7 +117,7 @@ func TestTokenStringsNotInStoreErrors(t *testing.T) {
 	if err := s.Save(&oauth2.Token{RefreshToken: "sim-rt-0123456789abcdef"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeFileAtomic(s.Path(), []byte(`{"refresh_token":"sim-rt-0123456789abcdef"`), 0o600); err != nil {
+	if err := atomicfile.Write(s.Path(), []byte(`{"refresh_token":"sim-rt-0123456789abcdef"`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.Load()

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
 )
 
 // UsageFile is the call ledger's file name inside DATA_DIR.
@@ -213,7 +215,7 @@ func (u *Usage) writeLocked(now time.Time) {
 		err = os.MkdirAll(filepath.Dir(u.path), 0o700)
 	}
 	if err == nil {
-		err = writeFileAtomic(u.path, data, 0o600)
+		err = atomicfile.Write(u.path, data, 0o600)
 	}
 	if err != nil {
 		u.writeErr = fmt.Errorf("save call ledger %s: %w", u.path, err)
