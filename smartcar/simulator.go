@@ -126,6 +126,11 @@ func NewSimulator(opts SimOptions) *Simulator {
 	s.mux.HandleFunc("GET /oauth/authorize", s.handleAuthorize)
 	s.mux.HandleFunc("GET /v2.0/vehicles", s.authed(s.handleVehicles))
 	s.mux.HandleFunc("GET /v2.0/vehicles/{id}", s.authed(s.handleVehicle))
+	// Smartcar's own Node SDK asks for these two with a trailing slash
+	// (getVehicles: GET /v2.0/vehicles/, vehicle.attributes(): GET
+	// /v2.0/vehicles/{id}/), and Smartcar serves them: so must we.
+	s.mux.HandleFunc("GET /v2.0/vehicles/{$}", s.authed(s.handleVehicles))
+	s.mux.HandleFunc("GET /v2.0/vehicles/{id}/{$}", s.authed(s.handleVehicle))
 	s.mux.HandleFunc("GET /v2.0/vehicles/{id}/permissions", s.authed(s.handlePermissions))
 	s.mux.HandleFunc("GET /v2.0/vehicles/{id}/tesla/charge", s.authed(s.handleTeslaCharge))
 	s.mux.HandleFunc("POST /v2.0/vehicles/{id}/{make}/charge/charge_port_door", s.authed(s.handleDoor))
