@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
@@ -110,8 +109,8 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		log.WithError(err).Warn("call counts start again from zero")
 	}
 	defer usage.Flush()
-	registry := prometheus.NewRegistry()
-	calls := smartcar.CallObservers{usage, status.NewCalls(registry)}
+	metrics := status.NewMetrics()
+	calls := smartcar.CallObservers{usage, metrics}
 	tokens, err := smartcar.NewTokens(ctx, oauthConfig(cfg), smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal(),
 		smartcar.WithTokenUserAgent(userAgent()),
 		smartcar.WithTokenObserver(calls),
@@ -172,13 +171,13 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
 	if cfg.HTTPEnabled() {
-		status.RegisterBridge(registry, b.Status)
+		metrics.WatchBridge(b.Status)
 		checks := []status.Check{
 			{Name: "mqtt", Run: b.CheckMQTT},
 			{Name: "token", Run: tokens.Healthy},
 			{Name: "bridge", Run: b.CheckServing},
 		}
-		g.Go(func() error { return status.Serve(gctx, cfg.HTTPListen, status.Handler(checks, registry)) })
+		g.Go(func() error { return status.Serve(gctx, cfg.HTTPListen, status.Handler(checks, metrics)) })
 	}
 	g.Go(func() error {
 		// Refresh tokens die after 60 days unused: renew at 30 even when idle.

@@ -11,9 +11,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Check is one part of the daemon's health: Run returns nil while that part is well.
@@ -43,8 +40,8 @@ func Evaluate(checks []Check) Report {
 }
 
 // Handler serves /healthz (200 when every check passes, else 503, with a JSON
-// Report either way) and /metrics from reg.
-func Handler(checks []Check, reg *prometheus.Registry) http.Handler {
+// Report either way) and /metrics.
+func Handler(checks []Check, metrics *Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		r := Evaluate(checks)
@@ -55,7 +52,7 @@ func Handler(checks []Check, reg *prometheus.Registry) http.Handler {
 		}
 		json.NewEncoder(w).Encode(r)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", metrics)
 	return mux
 }
 

@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
@@ -30,7 +33,7 @@ func TestHealthz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(Handler(tt.checks, prometheus.NewRegistry()))
+			srv := httptest.NewServer(Handler(tt.checks, NewMetrics()))
 			defer srv.Close()
 			resp, err := http.Get(srv.URL + "/healthz")
 			if err != nil {
@@ -70,16 +73,17 @@ func TestProbeWithNothingListening(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	calls := NewCalls(reg)
-	calls.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointChargePortDoor, VehicleID: "V1", Outcome: smartcar.OutcomeOK, Status: 200, Duration: 3 * time.Second})
-	calls.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointToken, Outcome: smartcar.TypeOAuth, Status: 400})
+	m := NewMetrics()
+	m.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointChargePortDoor, VehicleID: "V1", Outcome: smartcar.OutcomeOK, Status: 200, Duration: 3 * time.Second})
+	m.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointChargePortDoor, VehicleID: "V1", Outcome: smartcar.OutcomeOK, Status: 200, Duration: 5 * time.Second}) // on a bound: le is inclusive
+	m.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointChargePortDoor, VehicleID: "V1", Outcome: "VEHICLE_STATE", Status: 409, Duration: 400 * time.Second})
+	m.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointToken, Outcome: smartcar.TypeOAuth, Status: 400})
 	known := time.Now().Add(-time.Minute)
-	RegisterBridge(reg, func() bridge.Status {
+	m.WatchBridge(func() bridge.Status {
 		return bridge.Status{Connected: true, Connects: 2, ConnectionsLost: 1,
 			Vehicles: []bridge.VehicleStatus{{ID: "V1", Available: true, KnownAt: known}, {ID: "V2"}}}
 	})
-	srv := httptest.NewServer(Handler(nil, reg))
+	srv := httptest.NewServer(Handler(nil, m))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -87,19 +91,28 @@ func TestMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type %q, want Prometheus' text format 0.0.4", ct)
+	}
 	page := string(body)
 	for _, want := range []string{
-		`smartcar2mqtt_smartcar_calls_total{endpoint="charge_port_door",outcome="ok"} 1`,
+		`smartcar2mqtt_smartcar_calls_total{endpoint="charge_port_door",outcome="ok"} 2`,
+		`smartcar2mqtt_smartcar_calls_total{endpoint="token",outcome="OAUTH"} 1`,
 		`smartcar2mqtt_token_refreshes_total{outcome="OAUTH"} 1`,
-		`smartcar2mqtt_command_duration_seconds_bucket{outcome="ok",le="5"} 1`,
 		`smartcar2mqtt_command_duration_seconds_bucket{outcome="ok",le="2"} 0`,
+		`smartcar2mqtt_command_duration_seconds_bucket{outcome="ok",le="5"} 2`,
+		`smartcar2mqtt_command_duration_seconds_bucket{outcome="ok",le="+Inf"} 2`,
+		`smartcar2mqtt_command_duration_seconds_sum{outcome="ok"} 8`,
+		`smartcar2mqtt_command_duration_seconds_bucket{outcome="VEHICLE_STATE",le="300"} 0`,
+		`smartcar2mqtt_command_duration_seconds_bucket{outcome="VEHICLE_STATE",le="+Inf"} 1`,
 		"smartcar2mqtt_mqtt_connected 1",
 		"smartcar2mqtt_mqtt_connects_total 2",
 		"smartcar2mqtt_mqtt_connections_lost_total 1",
 		`smartcar2mqtt_vehicle_available{vehicle="V1"} 1`,
 		`smartcar2mqtt_vehicle_available{vehicle="V2"} 0`,
 		`smartcar2mqtt_state_age_seconds{vehicle="V1"} 6`, // 60.x seconds
-		"go_goroutines",
+		"go_goroutines ",
+		"process_start_time_seconds ",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("/metrics lacks %q", want)
@@ -108,6 +121,75 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(page, `smartcar2mqtt_state_age_seconds{vehicle="V2"}`) {
 		t.Error("a state never learned has an age")
 	}
+
+	// Prometheus' own parser is the judge of the format: every family once,
+	// with its type, and a histogram it can read.
+	families := parseExposition(t, page)
+	wantTypes := map[string]dto.MetricType{
+		"smartcar2mqtt_smartcar_calls_total":     dto.MetricType_COUNTER,
+		"smartcar2mqtt_command_duration_seconds": dto.MetricType_HISTOGRAM,
+		"smartcar2mqtt_vehicle_available":        dto.MetricType_GAUGE,
+		"smartcar2mqtt_mqtt_connects_total":      dto.MetricType_COUNTER,
+		"go_goroutines":                          dto.MetricType_GAUGE,
+	}
+	for name, typ := range wantTypes {
+		f, ok := families[name]
+		if !ok {
+			t.Errorf("Prometheus' parser finds no family %s", name)
+			continue
+		}
+		if f.GetType() != typ {
+			t.Errorf("%s is a %v, want %v", name, f.GetType(), typ)
+		}
+		if f.GetHelp() == "" {
+			t.Errorf("%s has no HELP", name)
+		}
+	}
+	for _, metric := range families["smartcar2mqtt_command_duration_seconds"].GetMetric() {
+		h := metric.GetHistogram()
+		if metric.GetLabel()[0].GetValue() == "ok" && (h.GetSampleCount() != 2 || h.GetSampleSum() != 8) {
+			t.Errorf("parsed histogram for ok: count %d sum %v, want 2 and 8", h.GetSampleCount(), h.GetSampleSum())
+		}
+	}
+	if runtime.GOOS == "linux" {
+		if f := families["process_resident_memory_bytes"]; f == nil || f.GetMetric()[0].GetGauge().GetValue() < 1<<20 {
+			t.Errorf("process_resident_memory_bytes missing or under 1 MB: %v", f)
+		}
+	}
+}
+
+// TestMetricsEscaping feeds label values and help text that need escaping
+// through Prometheus' parser: a vehicle id is checked elsewhere, but the page
+// must stay readable whatever an outcome or id holds.
+func TestMetricsEscaping(t *testing.T) {
+	m := NewMetrics()
+	odd := "a\\b \"quoted\"\nnew line"
+	m.ObserveCall(smartcar.Call{Endpoint: smartcar.EndpointToken, Outcome: odd})
+	m.WatchBridge(func() bridge.Status {
+		return bridge.Status{Vehicles: []bridge.VehicleStatus{{ID: odd, Available: true}}}
+	})
+	var buf strings.Builder
+	if _, err := m.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	families := parseExposition(t, buf.String())
+	got := families["smartcar2mqtt_token_refreshes_total"].GetMetric()
+	if len(got) != 1 || got[0].GetLabel()[0].GetValue() != odd {
+		t.Errorf("outcome label read back as %v, want %q", got, odd)
+	}
+	if v := families["smartcar2mqtt_vehicle_available"].GetMetric(); len(v) != 1 || v[0].GetLabel()[0].GetValue() != odd {
+		t.Errorf("vehicle label read back as %v, want %q", v, odd)
+	}
+}
+
+func parseExposition(t *testing.T, page string) map[string]*dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(page))
+	if err != nil {
+		t.Fatalf("Prometheus' parser rejects /metrics: %v\n%s", err, page)
+	}
+	return families
 }
 
 func ok() error { return nil }
