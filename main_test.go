@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 // freeAddr is a loopback address with a port nothing listens on right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

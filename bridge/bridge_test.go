@@ -14,6 +14,7 @@ import (
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -47,7 +48,7 @@ type env struct {
 	loginProbe time.Duration // 0: the default
 	stale      chan string   // vehicles the bridge called stale
 
-	mosquitto  *mosquitto         // mosquitto case only: the process, to stop and restart
+	mosquitto  *itest.Mosquitto   // mosquitto case only: the process, to stop and restart
 	clientOpts []smartcar.Option  // appended to the Smartcar client's (e.g. a short SMARTCAR_TIMEOUT)
 	log        logrus.FieldLogger // the bridge's logger; nil: testLog
 }
@@ -69,9 +70,9 @@ func newEnv(t *testing.T, kind string, sim smartcar.SimOptions) *env {
 	case "mochi":
 		e.startEmbedded()
 	case "mosquitto":
-		e.mosquitto = newMosquitto(t)
-		e.userURL = e.mosquitto.url
-		e.mqtt = MQTTOptions{URL: e.mosquitto.url, ClientID: "smartcar2mqtt-test"}
+		e.mosquitto = itest.NewMosquitto(t, "tcp", "")
+		e.userURL = e.mosquitto.URL()
+		e.mqtt = MQTTOptions{URL: e.mosquitto.URL(), ClientID: "smartcar2mqtt-test"}
 	default:
 		t.Fatalf("unknown broker %q", kind)
 	}

@@ -18,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -135,14 +136,14 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 		// then cannot enter the test's private temp dir.
 		opts = "user root\n" + opts
 	}
-	m := newMosquittoWith(t, "ssl", opts)
+	m := itest.NewMosquitto(t, "ssl", opts)
 	e := newEnv(t, "mochi", smartcar.SimOptions{}) // the simulator and data dir; the bridge uses mosquitto
 	e.broker.Close()
-	e.mqtt = MQTTOptions{URL: m.url, CAFile: certFile, ClientID: "smartcar2mqtt-tls-test"}
+	e.mqtt = MQTTOptions{URL: m.URL(), CAFile: certFile, ClientID: "smartcar2mqtt-tls-test"}
 	e.userURL, e.user, e.pass = "", "", ""
 	e.startBridge()
 
-	watch := mqtt.NewClientOptions().AddBroker(m.url).SetClientID("tls-watcher").SetAutoReconnect(false).
+	watch := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID("tls-watcher").SetAutoReconnect(false).
 		SetTLSConfig(&tls.Config{RootCAs: mustPool(t, certFile), MinVersion: tls.VersionTLS12})
 	r := &recorder{t: t, changed: make(chan struct{})}
 	r.client = mqtt.NewClient(watch)
@@ -158,7 +159,7 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 	r.waitPayload(n, teslaTopics.State, "open")
 
 	// Without the CA the broker's certificate is not trusted.
-	untrusted := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(m.url).SetClientID("no-ca").SetAutoReconnect(false).
+	untrusted := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID("no-ca").SetAutoReconnect(false).
 		SetTLSConfig(&tls.Config{RootCAs: x509.NewCertPool(), MinVersion: tls.VersionTLS12}))
 	if tok := untrusted.Connect(); tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
 		untrusted.Disconnect(0)

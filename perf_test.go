@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// Issue 6's process-level numbers: the daemon as users run it (the binary `go
+// build` makes), against the Smartcar simulator served by this process, with the
+// embedded broker or an external mosquitto. The benchmarks report what they
+// measure and assert nothing about time or size:
+//
+//	go test -run '^$' -bench Daemon -benchtime 1x .
+//
+// Resident memory is VmRSS from /proc (Linux only). Idle is the median of the
+// samples taken every 250 ms over idleWindow once the first read was published.
+
+const idleWindow = 10 * time.Second
+
+// daemonRun is one run of the built binary.
+type daemonRun struct {
+	cmd    *exec.Cmd
+	stderr *itest.LineWatch
+	exited chan struct{}
+	start  time.Time
+}
+
+// perfWorld is the simulator behind an HTTP server, a built binary and a DATA_DIR
+// that outlives each run of the daemon.
+type perfWorld struct {
+	b       *testing.B
+	bin     string
+	sim     *smartcar.Simulator
+	srv     *httptest.Server
+	dataDir string
+	seed    string // refresh token for the first start
+}
+
+const perfClientID, perfClientSecret = "perf-client", "perf-secret-not-logged"
+
+func newPerfWorld(b *testing.B, opts smartcar.SimOptions) *perfWorld {
+	b.Helper()
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		b.Skip("resident memory is read from /proc: Linux only")
+	}
+	opts.ClientID, opts.ClientSecret = perfClientID, perfClientSecret
+	w := &perfWorld{
+		b:       b,
+		bin:     buildDaemon(b),
+		sim:     smartcar.NewSimulator(opts),
+		dataDir: b.TempDir(),
+	}
+	w.srv = httptest.NewServer(w.sim)
+	b.Cleanup(w.srv.Close)
+	w.seed = w.sim.IssueRefreshToken()
+	return w
+}
+
+// buildDaemon builds the program as the Dockerfile does.
+func buildDaemon(b *testing.B) string {
+	b.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		b.Skipf("no go command to build the daemon with: %v", err)
+	}
+	bin := filepath.Join(b.TempDir(), "smartcar2mqtt")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as in the Dockerfile
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// start runs the daemon against mqttURL, or with the embedded broker on
+// brokerAddr when mqttURL is empty.
+func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
+	w.b.Helper()
+	env := []string{
+		"SMARTCAR_CLIENT_ID=" + perfClientID,
+		"SMARTCAR_CLIENT_SECRET=" + perfClientSecret,
+		"SMARTCAR_REFRESH_TOKEN=" + w.seed, // ignored once the store holds a token
+		"SMARTCAR_API_URL=" + w.srv.URL + "/v2.0",
+		"SMARTCAR_TOKEN_URL=" + w.srv.URL + "/oauth/token",
+		"DATA_DIR=" + w.dataDir,
+		"HTTP_LISTEN=off",
+		"LOG_LEVEL=info",
+	}
+	if mqttURL != "" {
+		env = append(env, "MQTT_URL="+mqttURL)
+	} else {
+		env = append(env, "BROKER_LISTEN="+brokerAddr, "BROKER_ALLOW_ANONYMOUS=true")
+	}
+	d := &daemonRun{
+		cmd:    exec.Command(w.bin, "run"),
+		stderr: itest.NewLineWatch("connected to the MQTT broker"),
+		exited: make(chan struct{}),
+	}
+	d.cmd.Env = env
+	d.cmd.Stderr = d.stderr
+	d.start = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		w.b.Fatalf("start the daemon: %v", err)
+	}
+	go func() {
+		d.cmd.Wait()
+		close(d.exited)
+	}()
+	w.b.Cleanup(func() { d.stop(w.b) })
+	return d
+}
+
+// stop sends SIGTERM, as docker stop does, and waits for the exit.
+func (d *daemonRun) stop(b *testing.B) {
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		<-d.exited
+		b.Errorf("the daemon did not stop within 15 s of SIGTERM:\n%s", d.stderr.Text())
+	}
+}
+
+// rssMB is the daemon's resident memory now.
+func (d *daemonRun) rssMB(b *testing.B) float64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	if err != nil {
+		b.Fatalf("read the daemon's memory: %v\n%s", err, d.stderr.Text())
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			if err != nil {
+				b.Fatalf("VmRSS %q: %v", rest, err)
+			}
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS in /proc/<pid>/status")
+	return 0
+}
+
+// rssSeries samples the resident memory every 250 ms for window.
+func (d *daemonRun) rssSeries(b *testing.B, window time.Duration) []float64 {
+	b.Helper()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	end := time.After(window)
+	var samples []float64
+	for {
+		select {
+		case <-tick.C:
+			samples = append(samples, d.rssMB(b))
+		case <-end:
+			return samples
+		case <-d.exited:
+			b.Fatalf("the daemon exited:\n%s", d.stderr.Text())
+		}
+	}
+}
+
+// idleRSS samples the resident memory for window and returns the median sample
+// and the largest.
+func (d *daemonRun) idleRSS(b *testing.B, window time.Duration) (median, peak float64) {
+	b.Helper()
+	samples := d.rssSeries(b, window)
+	slices.Sort(samples)
+	return samples[len(samples)/2], samples[len(samples)-1]
+}
+
+// waitReady waits until the daemon has made its first read, i.e. it is past
+// start-up and has published a real state.
+func (w *perfWorld) waitReady(d *daemonRun) {
+	w.b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
+		return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status == http.StatusOK
+	})
+	if err != nil {
+		w.b.Fatalf("no charge read within 20 s: %v\n%s", err, d.stderr.Text())
+	}
+}
+
+// watcher connects a plain MQTT client, as Home Assistant would.
+func watcher(b *testing.B, url, name string) mqtt.Client {
+	b.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).
+		SetClientID(fmt.Sprintf("perf-%s-%d", name, time.Now().UnixNano())).
+		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("%s: connect to %s: %v", name, url, tok.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(50) })
+	return c
+}
+
+// BenchmarkDaemonIdleMemory is the resident memory of an idle daemon bridging the
+// simulator's two vehicles, with the embedded broker (targets ≤ 20 MB) and with an
+// external mosquitto (≤ 15 MB).
+func BenchmarkDaemonIdleMemory(b *testing.B) {
+	for _, external := range []bool{false, true} {
+		name := "broker=embedded"
+		if external {
+			name = "broker=mosquitto"
+		}
+		b.Run(name, func(b *testing.B) {
+			mqttURL := ""
+			if external {
+				mqttURL = itest.NewMosquitto(b, "tcp", "").URL()
+			}
+			w := newPerfWorld(b, smartcar.SimOptions{})
+			for b.Loop() {
+				d := w.start(mqttURL, freeAddr(b))
+				w.waitReady(d)
+				median, peak := d.idleRSS(b, idleWindow)
+				b.ReportMetric(median, "idle-RSS-MB")
+				b.ReportMetric(peak, "peak-RSS-MB")
+				d.stop(b)
+			}
+		})
+	}
+}
+
+// BenchmarkDaemonWarmStart is a restart with a warm DATA_DIR (tokens, vehicle
+// list and door states kept by the previous run), as after `docker restart`: the
+// time from the process starting to its discovery config reaching a subscriber
+// (target ≤ 300 ms), and the Smartcar calls that restart made (should be 0).
+func BenchmarkDaemonWarmStart(b *testing.B) {
+	m := itest.NewMosquitto(b, "tcp", "")
+	w := newPerfWorld(b, smartcar.SimOptions{})
+	cold := w.start(m.URL(), "") // fills DATA_DIR
+	w.waitReady(cold)
+	cold.stop(b)
+
+	configTopic := discovery.ConfigTopic("homeassistant", smartcar.SimTeslaID)
+	live := make(chan time.Time, 16)
+	ha := watcher(b, m.URL(), "ha")
+	if tok := ha.Subscribe(configTopic, 1, func(_ mqtt.Client, msg mqtt.Message) {
+		if !msg.Retained() && len(msg.Payload()) > 0 { // the retained one is the last run's
+			live <- time.Now()
+		}
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("subscribe: %v", tok.Error())
+	}
+
+	var took []time.Duration
+	calls := 0
+	for b.Loop() {
+		before := len(w.sim.Requests())
+		d := w.start(m.URL(), "")
+		select {
+		case at := <-live:
+			took = append(took, at.Sub(d.start))
+		case <-d.exited:
+			b.Fatalf("the daemon exited:\n%s", d.stderr.Text())
+		case <-time.After(20 * time.Second):
+			b.Fatalf("no discovery within 20 s:\n%s", d.stderr.Text())
+		}
+		d.stop(b)
+		calls += len(w.sim.Requests()) - before
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2])/float64(time.Millisecond), "ms-to-discovery")
+	b.ReportMetric(float64(took[len(took)-1])/float64(time.Millisecond), "max-ms-to-discovery")
+	b.ReportMetric(float64(calls)/float64(len(took)), "smartcar-requests/start")
+}
+
+// BenchmarkDaemonCommandBurst publishes 100,000 commands as fast as a client can
+// (QoS 1, through mosquitto with no queue limit, so none is dropped before the
+// daemon), then a refresh: the daemon handles messages in order, so the refresh's
+// read arriving at the simulator means it has handled the whole burst. The
+// simulated car takes carLatency per command, as a real one takes seconds, so the
+// coalescing rule applies: one call in flight, the burst's last word queued.
+//
+// Reported: idle memory before, the peak, memory 30 s, 150 s and 300 s after the
+// burst (target: back within 10% of idle; the Go runtime returns freed memory to
+// the system after a garbage collection, and an idle daemon runs one every 2 min),
+// the door calls the burst cost, and how long the daemon took to handle it.
+func BenchmarkDaemonCommandBurst(b *testing.B) {
+	const (
+		burst      = 100_000
+		carLatency = 5 * time.Second
+	)
+	m := itest.NewMosquitto(b, "tcp", "max_queued_messages 0\n")
+	w := newPerfWorld(b, smartcar.SimOptions{Latency: carLatency})
+	topics := discovery.VehicleTopics("smartcar2mqtt", smartcar.SimTeslaID)
+	for b.Loop() {
+		d := w.start(m.URL(), "")
+		w.waitReady(d)
+		idle, _ := d.idleRSS(b, idleWindow)
+
+		user := watcher(b, m.URL(), "burst")
+		began, burstStart := len(w.sim.Requests()), time.Now()
+		payloads := [2]string{"OPEN", "CLOSE"}
+		var last mqtt.Token
+		for i := range burst {
+			last = user.Publish(topics.Command, 1, false, payloads[i%2])
+		}
+		if !last.WaitTimeout(2*time.Minute) || last.Error() != nil {
+			b.Fatalf("publish the burst: %v", last.Error())
+		}
+		if tok := user.Publish(topics.Refresh, 1, false, ""); !tok.WaitTimeout(time.Minute) || tok.Error() != nil {
+			b.Fatalf("publish refresh: %v", tok.Error())
+		}
+		handled := make(chan struct{})
+		go func() {
+			defer close(handled)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
+				return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status != 0 && r.At.After(burstStart)
+			})
+		}()
+		peak := 0.0
+		tick := time.NewTicker(100 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case <-tick.C:
+				peak = max(peak, d.rssMB(b))
+			case <-handled:
+				break wait
+			}
+		}
+		tick.Stop()
+		took := time.Since(burstStart)
+		peak = max(peak, d.rssMB(b))
+		doors := 0
+		for _, r := range w.sim.Requests()[began:] {
+			if strings.HasSuffix(r.Path, "/charge_port_door") {
+				doors++
+			}
+		}
+		after := d.rssSeries(b, 300*time.Second)
+		at := func(sec int) float64 { return after[min(len(after)-1, sec*4-1)] } // 4 samples a second
+		b.ReportMetric(idle, "idle-RSS-MB")
+		b.ReportMetric(peak, "peak-RSS-MB")
+		b.ReportMetric(at(30), "after-30s-RSS-MB")
+		b.ReportMetric(at(150), "after-150s-RSS-MB")
+		b.ReportMetric(at(300), "after-300s-RSS-MB")
+		b.ReportMetric(100*(at(300)-idle)/idle, "after-300s-vs-idle-%")
+		b.ReportMetric(float64(doors), "door-calls")
+		b.ReportMetric(took.Seconds(), "burst-handled-s")
+		d.stop(b)
+	}
+}
