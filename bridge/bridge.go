@@ -332,11 +332,13 @@ func (b *Bridge) announcer(ctx context.Context) {
 
 // onMessage never blocks: it parses and hands over to a worker's mailbox.
 func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
-	log := b.log.WithField("topic", m.Topic())
+	// Built only when something is logged: most messages are not, and a flood of
+	// them should not allocate a log entry each.
+	log := func() *logrus.Entry { return b.log.WithField("topic", m.Topic()) }
 	if m.Topic() == b.opts.HAStatusTopic {
 		// A retained birth is an old one: announce already ran on connect.
 		if !m.Retained() && string(m.Payload()) == "online" {
-			log.Info("Home Assistant came online; publishing discovery and states")
+			log().Info("Home Assistant came online; publishing discovery and states")
 			select {
 			case b.announceReq <- struct{}{}:
 			default: // one is already pending
@@ -351,18 +353,18 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	if b.closing.Load() {
-		log.Warn("shutting down: message ignored")
+		log().Warn("shutting down: message ignored")
 		return
 	}
 	r := parseTopic(b.opts.BaseTopic, m.Topic())
 	w, ok := b.workers[r.vehicleID]
 	if r.kind == routeNone || !ok {
-		log.Warn("message for an unknown vehicle or topic ignored")
+		log().Warn("message for an unknown vehicle or topic ignored")
 		return
 	}
 	if m.Retained() {
 		// A retained command would fire again on every restart.
-		log.Warnf("retained message ignored; clear it with: mosquitto_pub -r -n -t '%s'", m.Topic())
+		log().Warnf("retained message ignored; clear it with: mosquitto_pub -r -n -t '%s'", m.Topic())
 		return
 	}
 	switch r.kind {
@@ -370,17 +372,17 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		w.mail.requestRead()
 	case routeCommand:
 		if !w.vehicle.hasDoor() {
-			log.Warnf("command ignored: %s", w.vehicle.whyNoDoor())
+			log().Warnf("command ignored: %s", w.vehicle.whyNoDoor())
 			return
 		}
 		a, err := parseCommand(m.Payload())
 		if err != nil {
-			log.WithError(err).Warn("bad command ignored")
+			log().WithError(err).Warn("bad command ignored")
 			return
 		}
 		if !w.mail.putCommand(a) {
 			// Debug: a flood of repeats would otherwise flood the log too.
-			log.WithField("action", a).Debug("same command already in flight: dropped")
+			log().WithField("action", a).Debug("same command already in flight: dropped")
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,11 +12,13 @@ import (
 
 // parseCommand turns a cover command payload into an action: OPEN or CLOSE, trimmed
 // and case-insensitive (SPEC §4). Anything else is an error, and no Smartcar call.
+// It allocates nothing for a valid command: a flood of them costs no garbage.
 func parseCommand(payload []byte) (smartcar.Action, error) {
-	switch s := strings.ToUpper(strings.TrimSpace(string(payload))); s {
-	case string(smartcar.Open):
+	p := bytes.TrimSpace(payload)
+	switch {
+	case bytes.EqualFold(p, []byte(smartcar.Open)):
 		return smartcar.Open, nil
-	case string(smartcar.Close):
+	case bytes.EqualFold(p, []byte(smartcar.Close)):
 		return smartcar.Close, nil
 	default:
 		return "", fmt.Errorf("command %s is not OPEN or CLOSE", quoteForLog(payload))
@@ -38,16 +41,22 @@ const (
 
 // parseTopic recognises base/<vehicle>/charge_port/set and base/<vehicle>/refresh.
 func parseTopic(base, topic string) route {
-	rest, ok := strings.CutPrefix(topic, base+"/")
+	rest, ok := strings.CutPrefix(topic, base)
 	if !ok {
 		return route{}
 	}
-	parts := strings.Split(rest, "/")
-	switch {
-	case len(parts) == 3 && parts[1] == "charge_port" && parts[2] == "set":
-		return route{vehicleID: parts[0], kind: routeCommand}
-	case len(parts) == 2 && parts[1] == "refresh":
-		return route{vehicleID: parts[0], kind: routeRefresh}
+	if rest, ok = strings.CutPrefix(rest, "/"); !ok {
+		return route{}
+	}
+	id, kind, ok := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return route{}
+	}
+	switch kind {
+	case "charge_port/set":
+		return route{vehicleID: id, kind: routeCommand}
+	case "refresh":
+		return route{vehicleID: id, kind: routeRefresh}
 	}
 	return route{}
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -117,5 +118,26 @@ func BenchmarkMailboxPutCommand(b *testing.B) {
 		case <-m.wake:
 		default:
 		}
+	}
+}
+
+// TestValidCommandParsesWithoutGarbage: each message of a flood goes through these
+// three; a valid command must not leave garbage behind.
+func TestValidCommandParsesWithoutGarbage(t *testing.T) {
+	payload := []byte(" open\n")
+	allocs := testing.AllocsPerRun(1000, func() {
+		topic := teslaTopics.Command
+		if _, ok := discovery.VehicleFromConfigTopic(prefix, topic); ok {
+			t.Fatal("a command topic taken for a discovery config")
+		}
+		if r := parseTopic(base, topic); r.kind != routeCommand || r.vehicleID != tesla {
+			t.Fatalf("parseTopic = %+v", r)
+		}
+		if a, err := parseCommand(payload); err != nil || a != smartcar.Open {
+			t.Fatalf("parseCommand = %v, %v", a, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%.0f allocations per valid command, want 0", allocs)
 	}
 }

@@ -180,7 +180,12 @@ func ConfigFilter(prefix string) string { return prefix + "/device/+/config" }
 // VehicleFromConfigTopic is ConfigTopic's inverse: the vehicle id of one of our
 // device configs, and false for a topic that is not one.
 func VehicleFromConfigTopic(prefix, topic string) (string, bool) {
-	rest, ok := strings.CutPrefix(topic, prefix+"/device/"+IDPrefix)
+	// Cut piece by piece rather than against prefix+"/device/"+IDPrefix: this runs
+	// for every message the bridge receives, and the concatenation allocated.
+	rest, ok := strings.CutPrefix(topic, prefix)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/device/"+IDPrefix)
+	}
 	if !ok {
 		return "", false
 	}
