@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -146,38 +147,49 @@ func (d *daemonRun) stop(b *testing.B) {
 	}
 }
 
-// rssMB is the daemon's resident memory now.
-func (d *daemonRun) rssMB(b *testing.B) float64 {
+// memory is one reading of the daemon's resident memory, in MB: all of it
+// (VmRSS), and its two parts: anonymous (heap, stacks, runtime) and file-backed
+// (the binary's code and data pages it has touched, which the kernel may drop
+// and read again; they never shrink on their own).
+type memory struct{ rss, anon, file float64 }
+
+func (d *daemonRun) memory(b *testing.B) memory {
 	b.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
 		b.Fatalf("read the daemon's memory: %v\n%s", err, d.stderr.Text())
 	}
+	var m memory
+	fields := map[string]*float64{"VmRSS:": &m.rss, "RssAnon:": &m.anon, "RssFile:": &m.file}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		name, rest, _ := strings.Cut(sc.Text(), "\t")
+		if dst, ok := fields[name]; ok {
 			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
 			if err != nil {
-				b.Fatalf("VmRSS %q: %v", rest, err)
+				b.Fatalf("%s %q: %v", name, rest, err)
 			}
-			return kb / 1024
+			*dst = kb / 1024
+			delete(fields, name)
 		}
 	}
-	b.Fatal("no VmRSS in /proc/<pid>/status")
-	return 0
+	if len(fields) > 0 {
+		b.Fatalf("/proc/<pid>/status lacks %v", fields)
+	}
+	return m
 }
 
-// rssSeries samples the resident memory every 250 ms for window.
-func (d *daemonRun) rssSeries(b *testing.B, window time.Duration) []float64 {
+// memorySeries samples the resident memory every 250 ms for window.
+func (d *daemonRun) memorySeries(b *testing.B, window time.Duration) []memory {
 	b.Helper()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	end := time.After(window)
-	var samples []float64
+	var samples []memory
 	for {
 		select {
 		case <-tick.C:
-			samples = append(samples, d.rssMB(b))
+			samples = append(samples, d.memory(b))
 		case <-end:
 			return samples
 		case <-d.exited:
@@ -186,13 +198,13 @@ func (d *daemonRun) rssSeries(b *testing.B, window time.Duration) []float64 {
 	}
 }
 
-// idleRSS samples the resident memory for window and returns the median sample
-// and the largest.
-func (d *daemonRun) idleRSS(b *testing.B, window time.Duration) (median, peak float64) {
+// idleMemory samples the resident memory for window and returns the sample of
+// median RSS, and the largest RSS.
+func (d *daemonRun) idleMemory(b *testing.B, window time.Duration) (median memory, peak float64) {
 	b.Helper()
-	samples := d.rssSeries(b, window)
-	slices.Sort(samples)
-	return samples[len(samples)/2], samples[len(samples)-1]
+	samples := d.memorySeries(b, window)
+	slices.SortFunc(samples, func(x, y memory) int { return cmp.Compare(x.rss, y.rss) })
+	return samples[len(samples)/2], samples[len(samples)-1].rss
 }
 
 // waitReady waits until the daemon has made its first read, i.e. it is past
@@ -240,8 +252,10 @@ func BenchmarkDaemonIdleMemory(b *testing.B) {
 			for b.Loop() {
 				d := w.start(mqttURL, freeAddr(b))
 				w.waitReady(d)
-				median, peak := d.idleRSS(b, idleWindow)
-				b.ReportMetric(median, "idle-RSS-MB")
+				median, peak := d.idleMemory(b, idleWindow)
+				b.ReportMetric(median.rss, "idle-RSS-MB")
+				b.ReportMetric(median.anon, "idle-anon-MB")
+				b.ReportMetric(median.file, "idle-file-MB")
 				b.ReportMetric(peak, "peak-RSS-MB")
 				d.stop(b)
 			}
@@ -315,7 +329,7 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 	for b.Loop() {
 		d := w.start(m.URL(), "")
 		w.waitReady(d)
-		idle, _ := d.idleRSS(b, idleWindow)
+		idle, _ := d.idleMemory(b, idleWindow)
 
 		user := watcher(b, m.URL(), "burst")
 		began, burstStart := len(w.sim.Requests()), time.Now()
@@ -345,28 +359,31 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 		for {
 			select {
 			case <-tick.C:
-				peak = max(peak, d.rssMB(b))
+				peak = max(peak, d.memory(b).rss)
 			case <-handled:
 				break wait
 			}
 		}
 		tick.Stop()
 		took := time.Since(burstStart)
-		peak = max(peak, d.rssMB(b))
+		peak = max(peak, d.memory(b).rss)
 		doors := 0
 		for _, r := range w.sim.Requests()[began:] {
 			if strings.HasSuffix(r.Path, "/charge_port_door") {
 				doors++
 			}
 		}
-		after := d.rssSeries(b, 300*time.Second)
-		at := func(sec int) float64 { return after[min(len(after)-1, sec*4-1)] } // 4 samples a second
-		b.ReportMetric(idle, "idle-RSS-MB")
+		after := d.memorySeries(b, 300*time.Second)
+		at := func(sec int) memory { return after[min(len(after)-1, sec*4-1)] } // 4 samples a second
+		b.ReportMetric(idle.rss, "idle-RSS-MB")
+		b.ReportMetric(idle.anon, "idle-anon-MB")
 		b.ReportMetric(peak, "peak-RSS-MB")
-		b.ReportMetric(at(30), "after-30s-RSS-MB")
-		b.ReportMetric(at(150), "after-150s-RSS-MB")
-		b.ReportMetric(at(300), "after-300s-RSS-MB")
-		b.ReportMetric(100*(at(300)-idle)/idle, "after-300s-vs-idle-%")
+		b.ReportMetric(at(30).rss, "after-30s-RSS-MB")
+		b.ReportMetric(at(150).rss, "after-150s-RSS-MB")
+		b.ReportMetric(at(300).rss, "after-300s-RSS-MB")
+		b.ReportMetric(at(300).anon, "after-300s-anon-MB")
+		b.ReportMetric(100*(at(300).rss-idle.rss)/idle.rss, "after-300s-vs-idle-%")
+		b.ReportMetric(100*(at(300).anon-idle.anon)/idle.anon, "after-300s-anon-vs-idle-%")
 		b.ReportMetric(float64(doors), "door-calls")
 		b.ReportMetric(took.Seconds(), "burst-handled-s")
 		d.stop(b)
