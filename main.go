@@ -123,7 +123,7 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		smartcar.WithTimeout(cfg.SmartcarTimeout),
 		smartcar.WithObserver(calls))
 
-	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json"), MaxAge: 24 * time.Hour}
+	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile), MaxAge: 24 * time.Hour}
 	details, err := fleet.Vehicles(ctx, client, cfg.SmartcarVehicleIDs)
 	if err != nil {
 		return fmt.Errorf("find the vehicles on the Smartcar account: %w", err)
@@ -216,8 +216,9 @@ func authorize(ctx context.Context, cfg *config.Config, stdout io.Writer) error 
 	if _, err := connect.Run(ctx); err != nil {
 		return err
 	}
-	// A new login may see other vehicles or permissions than the cached ones.
-	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, "vehicles.json")}
+	// A new login may see other vehicles or permissions than the cached ones:
+	// list them afresh, into the cache, so the daemon's next start need not.
+	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile)}
 	if err := fleet.Forget(); err != nil {
 		return err
 	}
@@ -226,7 +227,7 @@ func authorize(ctx context.Context, cfg *config.Config, stdout io.Writer) error 
 		return err
 	}
 	client := smartcar.NewClient(cfg.SmartcarAPIURL, tokens, smartcar.WithUserAgent(userAgent()), smartcar.WithTimeout(cfg.SmartcarTimeout))
-	vehicles, err := smartcar.VisibleVehicles(ctx, client)
+	vehicles, err := fleet.Vehicles(ctx, client, nil)
 	if err != nil {
 		return fmt.Errorf("logged in, but listing the vehicles failed: %w", err)
 	}
@@ -292,7 +293,7 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 	if err := smartcar.NewTokenStore(cfg.DataDir).Save(&oauth2.Token{RefreshToken: sim.IssueRefreshToken()}); err != nil {
 		return err
 	}
-	if err := os.Remove(filepath.Join(cfg.DataDir, "vehicles.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := (smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile)}).Forget(); err != nil {
 		return err
 	}
 	base := "http://" + ln.Addr().String()

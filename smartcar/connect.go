@@ -18,7 +18,6 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"golang.org/x/oauth2"
 )
@@ -288,7 +287,7 @@ func (f *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.finished = true
 
 	if code := q.Get("error"); code != "" {
-		e := &Error{Type: TypeConnect, Code: printable(code), Description: printable(q.Get("error_description"))}
+		e := &Error{Type: TypeConnect, Code: printable(code, maxCallbackText, "…"), Description: printable(q.Get("error_description"), maxCallbackText, "…")}
 		msg := e.Code
 		if e.Description != "" {
 			msg += ": " + e.Description
@@ -321,16 +320,7 @@ func (f *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // exchange redeems the code and saves the pair before the page says so.
 func (f *callback) exchange(code string) (*oauth2.Token, error) {
-	hc := f.c.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: tokenEndpointTimeout}
-	}
-	ua := f.c.UserAgent
-	if ua == "" {
-		ua = DefaultUserAgent
-	}
-	ctx := context.WithValue(f.ctx, oauth2.HTTPClient, withUserAgent(hc, ua))
-	nt, err := f.conf.Exchange(ctx, code)
+	nt, err := f.conf.Exchange(tokenContext(f.ctx, f.c.HTTPClient, f.c.UserAgent), code)
 	if err != nil {
 		err = oauthError(err, code, f.conf.ClientSecret)
 		return nil, fmt.Errorf("smartcar connect: exchange the authorization code: %w", err)
@@ -342,15 +332,7 @@ func (f *callback) exchange(code string) (*oauth2.Token, error) {
 	if f.c.Now != nil {
 		now = f.c.Now
 	}
-	tok := &oauth2.Token{
-		AccessToken:  nt.AccessToken,
-		TokenType:    nt.TokenType,
-		RefreshToken: nt.RefreshToken,
-		Expiry:       nt.Expiry,
-	}
-	if nt.ExpiresIn > 0 {
-		tok.Expiry = now().Add(time.Duration(nt.ExpiresIn) * time.Second)
-	}
+	tok := issuedToken(nt, now())
 	if err := f.c.Store.SaveObtained(tok, now()); err != nil {
 		return nil, fmt.Errorf("smartcar connect: %w", err)
 	}
@@ -375,20 +357,9 @@ const callbackPage = `<!doctype html>
 </body></html>
 `
 
-// printable keeps a value from the callback URL fit for a terminal line: at
-// most 300 characters, no control characters (no escape sequences).
-func printable(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsPrint(r) {
-			return r
-		}
-		return ' '
-	}, strings.ToValidUTF8(s, ""))
-	if r := []rune(s); len(r) > 300 {
-		s = string(r[:300]) + "…"
-	}
-	return strings.TrimSpace(s)
-}
+// maxCallbackText bounds a value from the callback URL (error,
+// error_description) on the user's terminal.
+const maxCallbackText = 300
 
 // lockedWriter serialises writes to Out from the handler and from Run.
 type lockedWriter struct {
@@ -416,17 +387,6 @@ func (d VehicleDetails) ChargePortDoorSupport() (bool, string) {
 		return false, "permission control_charge not granted"
 	}
 	return true, ""
-}
-
-// VisibleVehicles lists every vehicle the new login can see, with make,
-// model, year and permissions: 1 + 2 calls per vehicle, for the summary at
-// the end of `auth`.
-func VisibleVehicles(ctx context.Context, c *Client) ([]VehicleDetails, error) {
-	vs, err := fetchFleet(ctx, c, nil)
-	if err != nil {
-		return nil, fmt.Errorf("list the vehicles the login can see: %w", err)
-	}
-	return vs, nil
 }
 
 // PrintVehicles writes vs as a table: make, model, year, id, and whether the

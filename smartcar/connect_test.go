@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -226,16 +227,30 @@ func TestConnectForgedStateIsRejectedAndTheFlowGoesOn(t *testing.T) {
 	}
 }
 
-func TestConnectAccessDenied(t *testing.T) {
-	e := newEnv(t, func(o *SimOptions) { o.DenyConnect = true })
+// failedConnect runs a Connect flow the browser completes but that must
+// fail: the browser gets wantStatus and a page containing wantPage, Run
+// returns an error, and nothing is saved.
+func (e *env) failedConnect(t *testing.T, wantStatus int, wantPage string) *connectRun {
+	t.Helper()
 	ctx := ctxT(t)
 	run := e.startConnect(t, ctx)
-
 	status, page := browse(t, ctx, run.out.connectURL(t, ctx))
-	if status != http.StatusOK || !strings.Contains(page, "User denied access to application.") {
-		t.Errorf("browser got %d:\n%s", status, page)
+	if status != wantStatus || !strings.Contains(page, wantPage) {
+		t.Errorf("browser got %d, want %d with %q:\n%s", status, wantStatus, wantPage, page)
 	}
 	run.wait(t, ctx)
+	if run.err == nil || run.tok != nil {
+		t.Fatalf("Run = %+v, %v; want an error", run.tok, run.err)
+	}
+	if _, err := e.store.Load(); !errors.Is(err, ErrNoToken) {
+		t.Errorf("store after a failed flow: %v, want ErrNoToken", err)
+	}
+	return run
+}
+
+func TestConnectAccessDenied(t *testing.T) {
+	e := newEnv(t, func(o *SimOptions) { o.DenyConnect = true })
+	run := e.failedConnect(t, http.StatusOK, "User denied access to application.")
 	var se *Error
 	if !errors.As(run.err, &se) || se.Type != TypeConnect || se.Code != CodeAccessDenied {
 		t.Fatalf("err = %v, want a CONNECT access_denied *Error", run.err)
@@ -246,9 +261,6 @@ func TestConnectAccessDenied(t *testing.T) {
 	if out := run.out.String(); !strings.Contains(out, "access_denied: User denied access to application.") {
 		t.Errorf("output does not show the error:\n%s", out)
 	}
-	if _, err := e.store.Load(); !errors.Is(err, ErrNoToken) {
-		t.Errorf("store after a denial: %v", err)
-	}
 	if n := e.tokenRequests(); n != 0 {
 		t.Errorf("token endpoint called %d times", n)
 	}
@@ -257,14 +269,7 @@ func TestConnectAccessDenied(t *testing.T) {
 func TestConnectExchangeFailure(t *testing.T) {
 	e := newEnv(t)
 	e.sim.InjectFault(Fault{Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: "invalid_grant"})
-	ctx := ctxT(t)
-	run := e.startConnect(t, ctx)
-
-	status, page := browse(t, ctx, run.out.connectURL(t, ctx))
-	if status != http.StatusBadGateway || !strings.Contains(page, "invalid_grant") {
-		t.Errorf("browser got %d:\n%s", status, page)
-	}
-	run.wait(t, ctx)
+	run := e.failedConnect(t, http.StatusBadGateway, "invalid_grant")
 	var se *Error
 	if !errors.As(run.err, &se) || se.Type != TypeOAuth || se.Code != "invalid_grant" {
 		t.Fatalf("err = %v, want an OAUTH *Error", run.err)
@@ -387,11 +392,11 @@ func TestSimulatorAuthorizeValidates(t *testing.T) {
 	}
 }
 
-func TestVisibleVehiclesTable(t *testing.T) {
+func TestPrintVehiclesTable(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
 	e.sim.AddVehicle(Vehicle{ID: "tesla-no-control", Make: "TESLA", Model: "Model Y", Year: 2023}, []string{PermReadVehicleInfo, PermReadCharge})
-	vs, err := VisibleVehicles(ctxT(t), c)
+	vs, err := FleetCache{Path: filepath.Join(e.dir, FleetFile)}.Vehicles(ctxT(t), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

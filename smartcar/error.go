@@ -1,7 +1,6 @@
 package smartcar
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,7 +125,7 @@ func newHTTPError(status int, h http.Header, body []byte, now time.Time) *Error 
 		// Not Smartcar's body (a proxy, a load balancer): keep what can be
 		// said safely.
 		e.Description = http.StatusText(status)
-		if s := snippet(body); s != "" {
+		if s := printable(string(body), maxErrorSnippet, ""); s != "" {
 			e.Description += ": " + s
 		}
 		return e
@@ -192,19 +191,27 @@ func resolutionType(raw json.RawMessage) string {
 	return ""
 }
 
-// snippet returns a short, single-line, printable prefix of body.
-func snippet(body []byte) string {
-	body = bytes.TrimSpace(body)
-	if len(body) > maxErrorSnippet {
-		body = body[:maxErrorSnippet]
+// printable makes text from a server fit for one log or terminal line: at
+// most limit bytes of it (more is appended when it was cut), valid UTF-8, no
+// control characters (so no escape sequences), each run of white space one
+// space.
+func printable(s string, limit int, more string) string {
+	s = strings.TrimSpace(s)
+	cut := len(s) > limit
+	if cut {
+		s = s[:limit] // a rune split here is invalid UTF-8, dropped below
 	}
-	s := strings.Map(func(r rune) rune {
+	s = strings.Map(func(r rune) rune {
 		if unicode.IsPrint(r) {
 			return r
 		}
 		return ' '
-	}, strings.ToValidUTF8(string(body), ""))
-	return strings.Join(strings.Fields(s), " ")
+	}, strings.ToValidUTF8(s, ""))
+	s = strings.Join(strings.Fields(s), " ")
+	if cut && s != "" {
+		s += more
+	}
+	return s
 }
 
 // parseRetryAfter reads Retry-After as delay-seconds or an HTTP date

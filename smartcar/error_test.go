@@ -112,3 +112,24 @@ func TestOAuthErrorDropsRawBody(t *testing.T) {
 		t.Errorf("got %+v", se)
 	}
 }
+
+func TestPrintable(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		limit int
+		more  string
+		want  string
+	}{
+		{"  plain text  ", 300, "…", "plain text"},
+		{"red \x1b[31mflag\x1b[0m\r\nnext\tline", 300, "", "red [31mflag [0m next line"},
+		{"bad \xff utf-8", 300, "", "bad utf-8"},
+		{"abcdef", 4, "…", "abcd…"},
+		{"abcd", 4, "…", "abcd"},
+		{"ab€", 4, "…", "ab…"}, // € is 3 bytes: cut inside it, the partial rune dropped
+		{"   \x00   ", 300, "…", ""},
+	} {
+		if got := printable(c.in, c.limit, c.more); got != c.want {
+			t.Errorf("printable(%q, %d, %q) = %q, want %q", c.in, c.limit, c.more, got, c.want)
+		}
+	}
+}

@@ -25,6 +25,9 @@ type fleetSource interface {
 	Permissions(ctx context.Context, id string) ([]string, error)
 }
 
+// FleetFile is the vehicle cache's file name inside DATA_DIR.
+const FleetFile = "vehicles.json"
+
 // FleetCache answers "which vehicles, with which permissions" from a file in
 // DATA_DIR while it is younger than MaxAge, so a restart spends no Smartcar call;
 // otherwise it asks Smartcar (1 + 2 calls per vehicle) and rewrites the file.
@@ -41,13 +44,18 @@ type fleetFile struct {
 }
 
 // Vehicles returns the vehicles to bridge: all on the account, or those in only.
+// A cache fetched for every vehicle (or for a wider filter) also answers a
+// filtered request, filtered here as fetchFleet would.
 func (f FleetCache) Vehicles(ctx context.Context, src fleetSource, only []string) ([]VehicleDetails, error) {
 	now := time.Now
 	if f.Now != nil {
 		now = f.Now
 	}
-	if cached, err := f.load(); err == nil && slices.Equal(cached.Only, only) && now().Sub(cached.FetchedAt) < f.MaxAge {
-		return cached.Vehicles, nil
+	if cached, err := f.load(); err == nil && covers(cached.Only, only) && now().Sub(cached.FetchedAt) < f.MaxAge {
+		if len(only) == 0 {
+			return cached.Vehicles, nil
+		}
+		return slices.DeleteFunc(cached.Vehicles, func(v VehicleDetails) bool { return !slices.Contains(only, v.ID) }), nil
 	}
 	vehicles, err := fetchFleet(ctx, src, only)
 	if err != nil {
@@ -70,6 +78,15 @@ func (f FleetCache) Forget() error {
 		return fmt.Errorf("forget vehicle cache: %w", err)
 	}
 	return nil
+}
+
+// covers reports whether a fleet fetched for filter had every vehicle that
+// only asks for: no filter covers any; a filter covers its subsets.
+func covers(filter, only []string) bool {
+	if len(filter) == 0 {
+		return true
+	}
+	return len(only) > 0 && !slices.ContainsFunc(only, func(id string) bool { return !slices.Contains(filter, id) })
 }
 
 func (f FleetCache) load() (fleetFile, error) {

@@ -103,21 +103,30 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 }
 
+// rateLimitedRead starts a read of vehicle A (SimTeslaID, beside tesla-b) that
+// Smartcar answers with a RATE_LIMIT:code 429 asking for a 1 s wait, and
+// returns once the client has seen that 429; first gets the read's result.
+func rateLimitedRead(t *testing.T, code string) (e *env, c *Client, ctx context.Context, first <-chan error) {
+	t.Helper()
+	e = newEnv(t, realTime)
+	addTeslaB(e)
+	obs := newCallLog()
+	c, _ = e.client(t, WithObserver(obs))
+	ctx = ctxT(t)
+	e.sim.InjectFault(Fault{Path: "/" + SimTeslaID + "/tesla/charge", Status: 429,
+		Type: TypeRateLimit, Code: code, RetryAfter: time.Second})
+	done := make(chan error, 1)
+	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); done <- err }()
+	obs.waitOutcome(t, TypeRateLimit)
+	return e, c, ctx, done
+}
+
 // A RATE_LIMIT:VEHICLE 429 holds back every request to that vehicle, also
 // ones that never saw a 429 themselves, and no request to another vehicle.
 func TestRateLimitGateIsPerVehicle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, realTime)
-	addTeslaB(e)
-	obs := newCallLog()
-	c, _ := e.client(t, WithObserver(obs))
-	ctx := ctxT(t)
-	e.sim.InjectFault(Fault{Path: "/" + SimTeslaID + "/tesla/charge", Status: 429,
-		Type: TypeRateLimit, Code: "VEHICLE", RetryAfter: time.Second})
-
-	first, second := make(chan error, 1), make(chan error, 1)
-	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); first <- err }()
-	obs.waitOutcome(t, TypeRateLimit)
+	e, c, ctx, first := rateLimitedRead(t, "VEHICLE")
+	second := make(chan error, 1)
 	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); second <- err }()
 	if _, err := c.TeslaCharge(ctx, simTeslaB); err != nil {
 		t.Fatalf("vehicle B: %v", err)
@@ -155,17 +164,7 @@ func TestRateLimitGateIsPerVehicle(t *testing.T) {
 // every request.
 func TestRateLimitGateAppWide(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, realTime)
-	addTeslaB(e)
-	obs := newCallLog()
-	c, _ := e.client(t, WithObserver(obs))
-	ctx := ctxT(t)
-	e.sim.InjectFault(Fault{Path: "/" + SimTeslaID + "/tesla/charge", Status: 429,
-		Type: TypeRateLimit, Code: "SMARTCAR_API", RetryAfter: time.Second})
-
-	first := make(chan error, 1)
-	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); first <- err }()
-	obs.waitOutcome(t, TypeRateLimit)
+	e, c, ctx, first := rateLimitedRead(t, "SMARTCAR_API")
 	if _, err := c.TeslaCharge(ctx, simTeslaB); err != nil {
 		t.Fatalf("vehicle B: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -200,9 +199,10 @@ func TestSimulatorConcurrentUse(t *testing.T) {
 }
 
 func TestSimulatorPlugKnob(t *testing.T) {
-	sim := NewSimulator(SimOptions{ClientID: "c", ClientSecret: "s"})
-	srv := httptest.NewServer(sim)
-	defer srv.Close()
+	e := newEnv(t)
+	sim, srv := e.sim, e.srv
+	c, _ := e.client(t)
+	ctx := ctxT(t)
 	for _, tt := range []struct {
 		path string
 		code int
@@ -222,9 +222,26 @@ func TestSimulatorPlugKnob(t *testing.T) {
 	if !sim.ChargePortOpen(SimTeslaID) {
 		t.Error("plugging in did not open the door, as it does on the car")
 	}
+	if ch, err := c.TeslaCharge(ctx, SimTeslaID); err != nil || ch.IsPluggedIn == nil || !*ch.IsPluggedIn {
+		t.Errorf("tesla/charge after plugging in = %+v, %v; want plugged in", ch, err)
+	}
+
 	resp, err := http.Post(srv.URL+"/simulator/vehicles/"+SimTeslaID+"/unplug", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("POST unplug: %d, want 200", resp.StatusCode)
+	}
+	ch, err := c.TeslaCharge(ctx, SimTeslaID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.IsPluggedIn == nil || *ch.IsPluggedIn {
+		t.Errorf("tesla/charge after unplugging: isPluggedIn = %v, want false", ch.IsPluggedIn)
+	}
+	if ch.ChargePortOpen == nil || !*ch.ChargePortOpen {
+		t.Errorf("tesla/charge after unplugging: chargePortOpen = %v, want the door still open", ch.ChargePortOpen)
+	}
 }

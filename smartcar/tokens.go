@@ -55,11 +55,12 @@ func OAuthConfig(clientID, clientSecret, tokenURL, connectURL, redirectURI strin
 // refresh at a time: with rotating refresh tokens, two concurrent refreshes
 // would burn the token one of them still holds.
 type Tokens struct {
-	conf  *oauth2.Config
-	store *TokenStore
-	ctx   context.Context // carries the token endpoint's HTTP client
-	now   func() time.Time
-	early time.Duration
+	conf      *oauth2.Config
+	store     *TokenStore
+	ctx       context.Context // carries the token endpoint's HTTP client
+	userAgent string          // of token endpoint requests; DefaultUserAgent if ""
+	now       func() time.Time
+	early     time.Duration
 
 	observer       CallObserver     // nil: refreshes are not reported
 	keepAliveTick  <-chan time.Time // nil: a KeepAliveInterval ticker
@@ -99,11 +100,7 @@ func WithKeepAliveErrors(f func(error)) TokensOption {
 }
 
 // WithTokenUserAgent sets the User-Agent of token endpoint requests.
-func WithTokenUserAgent(ua string) TokensOption {
-	return func(t *Tokens) {
-		t.ctx = context.WithValue(t.ctx, oauth2.HTTPClient, withUserAgent(tokenHTTPClient(t.ctx), ua))
-	}
-}
+func WithTokenUserAgent(ua string) TokensOption { return func(t *Tokens) { t.userAgent = ua } }
 
 // NewTokens starts the chain. The stored pair wins; a seed refresh token
 // (SMARTCAR_REFRESH_TOKEN) is used only when the store is empty, and is saved
@@ -117,10 +114,11 @@ func NewTokens(ctx context.Context, conf *oauth2.Config, store *TokenStore, seed
 		now:   time.Now,
 		early: DefaultEarlyRefresh,
 	}
-	t.ctx = context.WithValue(ctx, oauth2.HTTPClient, withUserAgent(tokenHTTPClient(ctx), DefaultUserAgent))
 	for _, o := range opts {
 		o(t)
 	}
+	hc, _ := ctx.Value(oauth2.HTTPClient).(*http.Client)
+	t.ctx = tokenContext(ctx, hc, t.userAgent)
 
 	stored, obtained, err := store.LoadObtained()
 	switch {
@@ -299,16 +297,7 @@ func (t *Tokens) refresh() error {
 	} else {
 		t.obtained = t.now()
 	}
-	if nt.ExpiresIn > 0 {
-		// Anchor expiry to our clock, not oauth2's, so tests can drive it.
-		nt.Expiry = t.now().Add(time.Duration(nt.ExpiresIn) * time.Second)
-	}
-	t.tok = &oauth2.Token{
-		AccessToken:  nt.AccessToken,
-		TokenType:    nt.TokenType,
-		RefreshToken: nt.RefreshToken,
-		Expiry:       nt.Expiry,
-	}
+	t.tok = issuedToken(nt, t.now())
 	if err := t.store.SaveObtained(t.tok, t.obtained); err != nil {
 		// Keep the pair in memory: the old refresh token is already spent,
 		// so this one is the only way back. Token retries the save.
@@ -323,27 +312,39 @@ func (t *Tokens) copyToken() *oauth2.Token {
 	return &c
 }
 
-// tokenHTTPClient is the client oauth2 would use for ctx, with a timeout when
-// the caller did not choose one.
-func tokenHTTPClient(ctx context.Context) *http.Client {
-	if hc, ok := ctx.Value(oauth2.HTTPClient).(*http.Client); ok && hc != nil {
-		return hc
+// issuedToken is the pair the token endpoint returned, as we keep it: the
+// expiry anchored to now (our clock, not oauth2's, so tests can drive it)
+// when the server gave expires_in, and none of oauth2's extra fields.
+func issuedToken(nt *oauth2.Token, now time.Time) *oauth2.Token {
+	tok := &oauth2.Token{
+		AccessToken:  nt.AccessToken,
+		TokenType:    nt.TokenType,
+		RefreshToken: nt.RefreshToken,
+		Expiry:       nt.Expiry,
 	}
-	return &http.Client{Timeout: tokenEndpointTimeout}
+	if nt.ExpiresIn > 0 {
+		tok.Expiry = now.Add(time.Duration(nt.ExpiresIn) * time.Second)
+	}
+	return tok
 }
 
-// withUserAgent returns a copy of hc that sets User-Agent on every request.
-func withUserAgent(hc *http.Client, ua string) *http.Client {
+// tokenContext is ctx carrying the HTTP client oauth2 uses for token endpoint
+// requests: a copy of hc (nil: one with tokenEndpointTimeout) that sends ua
+// (DefaultUserAgent if "") as User-Agent.
+func tokenContext(ctx context.Context, hc *http.Client, ua string) context.Context {
+	if hc == nil {
+		hc = &http.Client{Timeout: tokenEndpointTimeout}
+	}
+	if ua == "" {
+		ua = DefaultUserAgent
+	}
 	c := *hc
 	base := hc.Transport
-	if prev, ok := base.(userAgentTransport); ok {
-		base = prev.base // replace, don't stack
-	}
 	if base == nil {
 		base = http.DefaultTransport
 	}
 	c.Transport = userAgentTransport{base: base, ua: ua}
-	return &c
+	return context.WithValue(ctx, oauth2.HTTPClient, &c)
 }
 
 type userAgentTransport struct {

@@ -26,26 +26,19 @@ const UsageFile = "usage.json"
 // month's total a little low.
 const usageFlushEvery = time.Minute
 
-// CallKey is a label pair for call counters.
-type CallKey struct {
-	Endpoint string
-	Outcome  string
-}
-
-// Usage counts Smartcar calls: since start by endpoint and outcome (for
-// /metrics), and per vehicle for the current calendar month (UTC), which is
-// what Smartcar bills, persisted so the month's total survives restarts. It
-// is a CallObserver and safe for concurrent use.
+// Usage counts Smartcar calls per vehicle for the current calendar month
+// (UTC), which is what Smartcar bills, persisted so the month's total
+// survives restarts. It is a CallObserver and safe for concurrent use.
+// (Counts by endpoint and outcome, for /metrics, are status.Metrics's.)
 //
 // Every API request counts, whatever its outcome: Smartcar may bill a failed
 // one, and a count that errs high is the safe side of a quota. Token requests
-// are counted by endpoint only; they are not vehicle API calls.
+// are not counted: they are not vehicle API calls.
 type Usage struct {
 	path string // "" keeps the ledger in memory only
 	now  func() time.Time
 
 	mu        sync.Mutex
-	counts    map[CallKey]int
 	ledger    usageLedger
 	dirty     bool
 	lastWrite time.Time
@@ -76,7 +69,7 @@ func NewUsage(path string, now func() time.Time) *Usage {
 	if now == nil {
 		now = time.Now
 	}
-	return &Usage{path: path, now: now, counts: map[CallKey]int{}}
+	return &Usage{path: path, now: now}
 }
 
 // Load reads the ledger file. A missing file is an empty ledger. A file that
@@ -107,13 +100,12 @@ func (u *Usage) Load() error {
 // ObserveCall counts c and writes the ledger if the last write is a minute
 // old or more.
 func (u *Usage) ObserveCall(c Call) {
-	now := u.now()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.counts[CallKey{c.Endpoint, c.Outcome}]++
 	if c.Endpoint == EndpointToken {
 		return
 	}
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.rollLocked(now)
 	u.ledger.Total++
 	u.ledger.Today++
@@ -138,13 +130,6 @@ func (u *Usage) Flush() error {
 		u.writeLocked(u.now())
 	}
 	return u.writeErr
-}
-
-// Counts returns calls since start by endpoint and outcome.
-func (u *Usage) Counts() map[CallKey]int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return maps.Clone(u.counts)
 }
 
 // Snapshot returns the month's and day's totals as of now. Counts from an

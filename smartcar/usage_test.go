@@ -42,25 +42,29 @@ func TestUsageCountsClientCalls(t *testing.T) {
 	u.ObserveCall(TokenCall(time.Millisecond, nil))
 	u.ObserveCall(TokenCall(time.Millisecond, &Error{StatusCode: 400, Type: TypeOAuth, Code: CodeInvalidGrant}))
 
-	want := map[CallKey]int{
-		{EndpointVehicles, OutcomeOK}:            1,
-		{EndpointVehicle, OutcomeOK}:             1,
-		{EndpointPermissions, OutcomeOK}:         1,
-		{EndpointTeslaCharge, OutcomeOK}:         1,
-		{EndpointTeslaCharge, TypeVehicleState}:  1,
-		{EndpointChargePortDoor, OutcomeOK}:      1,
-		{EndpointTeslaCharge, TypeCompatibility}: 1,
-		{EndpointToken, OutcomeOK}:               1,
-		{EndpointToken, TypeOAuth}:               1,
-	}
-	if got := u.Counts(); !reflect.DeepEqual(got, want) {
-		t.Errorf("counts = %v\nwant     %v", got, want)
-	}
 	// Token requests are not vehicle API calls.
 	snap := u.Snapshot(e.clock.Now())
 	wantSnap := UsageSnapshot{Month: "2025-06", Vehicles: map[string]int{SimTeslaID: 5, SimOtherID: 1}, Total: 7, Today: 7}
 	if !reflect.DeepEqual(snap, wantSnap) {
 		t.Errorf("snapshot = %+v\nwant       %+v", snap, wantSnap)
+	}
+	// The ledger agrees with what Smartcar (the simulator) saw: every API
+	// request, failed ones included, and each on the vehicle it addressed.
+	api := map[string]int{}
+	total := 0
+	for _, r := range e.sim.Requests() {
+		if !strings.HasPrefix(r.Path, "/v2.0/") {
+			continue
+		}
+		total++
+		for _, id := range []string{SimTeslaID, SimOtherID} {
+			if strings.HasPrefix(r.Path, "/v2.0/vehicles/"+id) {
+				api[id]++
+			}
+		}
+	}
+	if total != snap.Total || !reflect.DeepEqual(api, snap.Vehicles) {
+		t.Errorf("simulator saw %d API requests %v; the ledger counts %d %v", total, api, snap.Total, snap.Vehicles)
 	}
 }
 
@@ -72,12 +76,13 @@ func TestUsageObservesEveryTry(t *testing.T) {
 	if _, err := c.TeslaCharge(ctxT(t), SimTeslaID); err != nil {
 		t.Fatal(err)
 	}
-	want := map[CallKey]int{{EndpointTeslaCharge, TypeServer}: 2, {EndpointTeslaCharge, OutcomeOK}: 1}
-	if got := u.Counts(); !reflect.DeepEqual(got, want) {
-		t.Errorf("counts = %v, want %v", got, want)
+	reads := e.requestsTo("GET", "/tesla/charge")
+	if len(reads) != 3 || reads[0].Status != 500 || reads[1].Status != 500 || reads[2].Status != 200 {
+		t.Fatalf("reads = %+v, want 500, 500, 200", reads)
 	}
-	if got := u.Snapshot(e.clock.Now()).Vehicles[SimTeslaID]; got != 3 {
-		t.Errorf("month total = %d, want 3: every try may be billed", got)
+	snap := u.Snapshot(e.clock.Now())
+	if snap.Vehicles[SimTeslaID] != 3 || snap.Total != 3 || snap.Today != 3 {
+		t.Errorf("ledger = %+v, want 3 calls on %s: every try may be billed", snap, SimTeslaID)
 	}
 }
 
@@ -242,8 +247,9 @@ func TestUsageBadFiles(t *testing.T) {
 // Token refreshes reach the same observer as API calls, with their outcome.
 func TestTokensReportRefreshes(t *testing.T) {
 	e := newEnv(t)
+	obs := newCallLog()
 	u := NewUsage("", e.clock.Now)
-	tokens := e.tokens(t, WithTokenObserver(u))
+	tokens := e.tokens(t, WithTokenObserver(CallObservers{obs, u}))
 	if _, err := tokens.Token(); err != nil {
 		t.Fatal(err)
 	}
@@ -252,12 +258,17 @@ func TestTokensReportRefreshes(t *testing.T) {
 	if _, err := tokens.Token(); !IsInvalidGrant(err) {
 		t.Fatalf("Token() = %v, want invalid_grant", err)
 	}
-	counts := u.Counts()
-	if ok, refused := counts[CallKey{EndpointToken, OutcomeOK}], counts[CallKey{EndpointToken, TypeOAuth}]; ok != 1 || refused != 1 {
-		t.Errorf("token calls counted ok=%d refused=%d, want 1 and 1 (counts %v)", ok, refused, counts)
+	calls := obs.all()
+	if len(calls) != 2 || calls[0].Endpoint != EndpointToken || calls[0].Outcome != OutcomeOK ||
+		calls[1].Endpoint != EndpointToken || calls[1].Outcome != TypeOAuth || calls[1].Status != 400 {
+		t.Errorf("observed %+v, want a token call ok, then one refused (OAUTH, 400)", calls)
 	}
 	if n := e.tokenRequests(); n != 2 {
 		t.Errorf("the simulator saw %d token requests, want 2", n)
+	}
+	// Token requests are not vehicle API calls: the ledger stays empty.
+	if snap := u.Snapshot(e.clock.Now()); snap.Total != 0 || snap.Today != 0 || len(snap.Vehicles) != 0 {
+		t.Errorf("ledger = %+v, want no calls", snap)
 	}
 }
 
