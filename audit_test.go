@@ -1,18 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,73 +14,11 @@ import (
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
-// childOutput collects a child's stream line by line and lets a test wait for a line.
-type childOutput struct {
-	mu      sync.Mutex
-	lines   []string
-	changed chan struct{}
-	done    chan struct{} // closed at EOF
-}
-
-func collect(r io.Reader) *childOutput {
-	c := &childOutput{changed: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(c.done)
-		s := bufio.NewScanner(r)
-		s.Buffer(make([]byte, 64<<10), 4<<20)
-		for s.Scan() {
-			c.mu.Lock()
-			c.lines = append(c.lines, s.Text())
-			close(c.changed)
-			c.changed = make(chan struct{})
-			c.mu.Unlock()
-		}
-	}()
-	return c
-}
-
-// waitLine waits for a line containing substr and returns it.
-func (c *childOutput) waitLine(t *testing.T, substr string) string {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		lines, changed := c.lines, c.changed
-		c.mu.Unlock()
-		for _, l := range lines {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		select {
-		case <-changed:
-		case <-c.done:
-			t.Fatalf("the child's output ended without %q:\n%s", substr, strings.Join(lines, "\n"))
-		case <-deadline.C:
-			t.Fatalf("no line with %q within 20 s:\n%s", substr, strings.Join(lines, "\n"))
-		}
-	}
-}
-
-func (c *childOutput) text() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return strings.Join(c.lines, "\n")
-}
-
-// tokenSecrets reads what the token store holds now; a missing or half-read file
-// gives nothing (the store is replaced atomically, so that is only "not yet").
+// tokenSecrets is what the token store holds now; any error gives nothing (the
+// store is replaced atomically, so that is only "not yet").
 func tokenSecrets(dataDir string) []string {
-	data, err := os.ReadFile(filepath.Join(dataDir, "token.json"))
+	tok, err := smartcar.NewTokenStore(dataDir).Load()
 	if err != nil {
-		return nil
-	}
-	var tok struct {
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
-	}
-	if json.Unmarshal(data, &tok) != nil {
 		return nil
 	}
 	var out []string
@@ -111,46 +42,21 @@ var (
 func TestLogAudit(t *testing.T) {
 	httpAddr := freeAddr(t)
 	dataDir := t.TempDir()
-	exe := testBinary(t)
 	const brokerUser, brokerPassword = "ha-audit", "broker-pw-6c1f0e2d"
-	cmd := exec.Command(exe, "demo")
-	cmd.Env = []string{
-		"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir, "HTTP_LISTEN=" + httpAddr,
+	d := startDemo(t,
+		"DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr,
 		"BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug",
-		"BROKER_USERNAME=" + brokerUser, "BROKER_PASSWORD=" + brokerPassword,
-	}
-	stdoutPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderrPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var exitErr error
-	stdout, stderr := collect(stdoutPipe), collect(stderrPipe)
-	go func() {
-		<-stdout.done // Wait closes the pipes: read them to the end first
-		<-stderr.done
-		exitErr = cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
+		"BROKER_USERNAME="+brokerUser, "BROKER_PASSWORD="+brokerPassword,
+	)
+	stdout, stderr := d.stdout, d.stderr
 
 	// Every token the store holds at some point of the run, as early as we can see it:
 	// the demo's seed refresh token is written before the help is printed.
 	// The help says where the state is (DATA_DIR/demo: the demo keeps its simulated
 	// login apart from a real one).
-	where := stateDir.FindStringSubmatch(stdout.waitLine(t, "State is kept in"))
+	where := stateDir.FindStringSubmatch(stdout.WaitLine(t, "State is kept in", 20*time.Second))
 	if where == nil || !strings.HasPrefix(where[1], dataDir) {
-		t.Fatalf("the demo help does not say where the state is kept, under %s:\n%s", dataDir, stdout.text())
+		t.Fatalf("the demo help does not say where the state is kept, under %s:\n%s", dataDir, stdout.Text())
 	}
 	secrets := map[string]bool{}
 	grab := func() {
@@ -159,14 +65,14 @@ func TestLogAudit(t *testing.T) {
 		}
 	}
 	grab()
-	if !strings.Contains(stdout.text(), smartcar.SimTeslaID) {
-		t.Errorf("the demo help does not name the vehicle:\n%s", stdout.text())
+	if !strings.Contains(stdout.Text(), smartcar.SimTeslaID) {
+		t.Errorf("the demo help does not name the vehicle:\n%s", stdout.Text())
 	}
-	m := listenField.FindStringSubmatch(stderr.waitLine(t, "embedded MQTT broker started"))
+	m := listenField.FindStringSubmatch(stderr.WaitLine(t, "embedded MQTT broker started", 20*time.Second))
 	if m == nil {
-		t.Fatalf("no listen address in the broker's start line:\n%s", stderr.text())
+		t.Fatalf("no listen address in the broker's start line:\n%s", stderr.Text())
 	}
-	stderr.waitLine(t, "connected to the MQTT broker")
+	stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
 	grab()
 
 	// Home Assistant, with the broker account.
@@ -233,36 +139,19 @@ func TestLogAudit(t *testing.T) {
 	})
 	grab()
 
-	var pages []string
-	for _, path := range []string{"/metrics", "/healthz"} {
-		resp, err := http.Get("http://" + httpAddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		pages = append(pages, string(body))
-	}
+	pages := fetchPages(t, httpAddr, "/metrics", "/healthz")
 	if !strings.Contains(pages[0], `endpoint="charge_port_door"`) {
 		t.Errorf("/metrics does not count the door command: the session did not happen as planned\n%s", pages[0])
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-		if exitErr != nil {
-			t.Errorf("the demo did not exit cleanly on SIGTERM: %v", exitErr)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the demo did not exit within 15 s of SIGTERM")
-	}
+	d.stop(t)
 	grab()
 
 	if len(secrets) < 2 {
 		t.Fatalf("only %d tokens collected from the token store: the audit would prove little", len(secrets))
 	}
 	audited := map[string]string{
-		"stdout": stdout.text(), "stderr": stderr.text(), "/metrics": pages[0], "/healthz": pages[1],
+		"stdout": stdout.Text(), "stderr": stderr.Text(), "/metrics": pages[0], "/healthz": pages[1],
 	}
 	needles := map[string]string{
 		"the client secret":   "demo-secret",
@@ -291,8 +180,8 @@ func TestLogAudit(t *testing.T) {
 		}
 	}
 	t.Logf("audited %d lines of stdout, %d of stderr, /metrics (%d bytes) and /healthz for %d secrets (%d tokens seen in the store)",
-		strings.Count(stdout.text(), "\n")+1, strings.Count(stderr.text(), "\n")+1, len(pages[0]), len(needles), len(secrets))
-	if !strings.Contains(stderr.text(), "level=debug") {
+		strings.Count(stdout.Text(), "\n")+1, strings.Count(stderr.Text(), "\n")+1, len(pages[0]), len(needles), len(secrets))
+	if !strings.Contains(stderr.Text(), "level=debug") {
 		t.Log("note: the run logged nothing at debug level")
 	}
 }

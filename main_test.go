@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -68,6 +68,87 @@ func runMain(t *testing.T, env []string, args ...string) (code int, stdout, stde
 	return code, out.String(), errOut.String()
 }
 
+// child is the program running as a child process.
+type child struct {
+	cmd            *exec.Cmd
+	stdout, stderr *itest.Output
+	exited         chan struct{}
+	err            error // cmd.Wait's, once exited is closed
+}
+
+// startMain starts the program with exactly env as its environment; it is killed
+// at the end of the test if still running.
+func startMain(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
+	c := &child{cmd: exec.Command(testBinary(t), args...), stdout: &itest.Output{}, stderr: &itest.Output{}, exited: make(chan struct{})}
+	c.cmd.Env = append([]string{"SMARTCAR2MQTT_BE_MAIN=1"}, env...)
+	c.cmd.Stdout, c.cmd.Stderr = c.stdout, c.stderr // exec copies them; Wait waits for the copies
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		c.stdout.Close()
+		c.stderr.Close()
+		close(c.exited)
+	}()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.exited
+	})
+	return c
+}
+
+// startDemo starts `smartcar2mqtt demo` with env.
+func startDemo(t *testing.T, env ...string) *child {
+	t.Helper()
+	return startMain(t, env, "demo")
+}
+
+// wait waits up to timeout for the child to exit, and fails the test if it did
+// not, or did not exit cleanly.
+func (c *child) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-c.exited:
+		if c.err != nil {
+			t.Errorf("%s: %v\nstdout:\n%s\nstderr:\n%s", c.cmd.Args[1], c.err, c.stdout.Text(), c.stderr.Text())
+		}
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v:\n%s", c.cmd.Args[1], timeout, c.stderr.Text())
+	}
+}
+
+// stop sends SIGTERM, as docker stop does, and waits for a clean exit.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	c.wait(t, 15*time.Second)
+}
+
+// fetchPages GETs each path from the daemon's HTTP server at addr, wants status
+// 200, and returns the bodies.
+func fetchPages(t *testing.T, addr string, paths ...string) []string {
+	t.Helper()
+	pages := make([]string, 0, len(paths))
+	for _, path := range paths {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: status %d\n%s", path, resp.StatusCode, body)
+		}
+		pages = append(pages, string(body))
+	}
+	return pages
+}
+
 func TestRequiredVariablesStopStartup(t *testing.T) {
 	full := map[string]string{
 		"SMARTCAR_CLIENT_ID":     "id",
@@ -109,11 +190,14 @@ func TestRequiredVariablesStopStartup(t *testing.T) {
 }
 
 func TestEveryProblemIsNamedAtOnce(t *testing.T) {
-	code, _, stderr := runMain(t, []string{"SMARTCAR_TIMEOUT=soon", "LOG_LEVEL=loud"}, "run")
+	// The base topic and the vehicle id are ones discovery could not publish
+	// under: refused at start-up, not after it.
+	code, _, stderr := runMain(t, []string{"SMARTCAR_TIMEOUT=soon", "LOG_LEVEL=loud",
+		"MQTT_BASE_TOPIC=car\u0085s", "SMARTCAR_VEHICLE_IDS=a.b"}, "run")
 	if code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
-	for _, name := range []string{"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_TIMEOUT", "LOG_LEVEL"} {
+	for _, name := range []string{"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_TIMEOUT", "LOG_LEVEL", "MQTT_BASE_TOPIC", "SMARTCAR_VEHICLE_IDS"} {
 		if !strings.Contains(stderr, name) {
 			t.Errorf("stderr does not name %s:\n%s", name, stderr)
 		}
@@ -145,50 +229,17 @@ func TestAuthCommand(t *testing.T) {
 	callback := freeAddr(t)
 	dataDir := t.TempDir()
 
-	cmd := exec.Command(testBinary(t), "auth")
-	cmd.Env = []string{
-		"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir,
+	c := startMain(t, []string{
+		"DATA_DIR=" + dataDir,
 		"SMARTCAR_CLIENT_ID=cid", "SMARTCAR_CLIENT_SECRET=csecret-value",
 		"SMARTCAR_CONNECT_URL=" + srv.URL + "/oauth/authorize",
 		"SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token",
 		"SMARTCAR_API_URL=" + srv.URL + "/v2.0",
 		"SMARTCAR_REDIRECT_URI=http://" + callback + "/callback",
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	lines := make(chan string, 100)
-	go func() {
-		s := bufio.NewScanner(stdout)
-		for s.Scan() {
-			lines <- s.Text()
-		}
-		close(lines)
-	}()
-	var out strings.Builder
-	var connectURL string
-	deadline := time.After(20 * time.Second)
-	for connectURL == "" {
-		select {
-		case l, ok := <-lines:
-			if !ok {
-				t.Fatalf("auth ended before printing a URL:\n%s\n%s", out.String(), stderr.String())
-			}
-			out.WriteString(l + "\n")
-			if u := strings.TrimSpace(l); strings.HasPrefix(u, srv.URL+"/oauth/authorize?") {
-				connectURL = u
-			}
-		case <-deadline:
-			t.Fatalf("no Connect URL printed:\n%s", out.String())
-		}
+	}, "auth")
+	connectURL := strings.TrimSpace(c.stdout.WaitLine(t, srv.URL+"/oauth/authorize?", 20*time.Second))
+	if !strings.HasPrefix(connectURL, srv.URL+"/oauth/authorize?") {
+		t.Fatalf("the Connect URL is not alone on its line: %q", connectURL)
 	}
 	// The browser: Connect redirects to the callback, which the child serves; the
 	// child is listening before it prints the URL.
@@ -200,19 +251,14 @@ func TestAuthCommand(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("callback page status %d", resp.StatusCode)
 	}
-	for l := range lines {
-		out.WriteString(l + "\n")
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("auth: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), stderr.String())
-	}
-	text := out.String()
+	c.wait(t, 20*time.Second)
+	text := c.stdout.Text()
 	for _, want := range []string{"Model 3", smartcar.SimTeslaID, "Mustang"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("auth output lacks %q:\n%s", want, text)
 		}
 	}
-	if strings.Contains(text+stderr.String(), "csecret-value") {
+	if strings.Contains(text+c.stderr.Text(), "csecret-value") {
 		t.Error("auth printed the client secret")
 	}
 	tok, err := smartcar.NewTokenStore(dataDir).Load()
@@ -221,59 +267,22 @@ func TestAuthCommand(t *testing.T) {
 	}
 }
 
-// The demo as a user (and Docker's HEALTHCHECK) sees it: healthy once up, and
-// neither /healthz nor /metrics shows a secret.
+// The demo as a user (and Docker's HEALTHCHECK) sees it: healthy once up, both
+// pages served, and its state kept apart from a real login. TestLogAudit checks
+// that no page shows a secret.
 func TestDemoHealthAndMetrics(t *testing.T) {
 	httpAddr := freeAddr(t)
 	dataDir := t.TempDir()
-	exe := testBinary(t)
-	env := []string{"SMARTCAR2MQTT_BE_MAIN=1", "DATA_DIR=" + dataDir, "HTTP_LISTEN=" + httpAddr, "BROKER_LISTEN=127.0.0.1:0"}
-	cmd := exec.Command(exe, "demo")
-	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
+	d := startDemo(t, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0")
 	// Up when it says it connected to the broker: wait on that line, not a clock.
-	up := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(stderr)
-		once := false
-		for s.Scan() {
-			if !once && strings.Contains(s.Text(), "connected to the MQTT broker") {
-				close(up)
-				once = true
-			}
-		}
-	}()
-	select {
-	case <-up:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the demo did not connect within 20 s")
-	}
+	d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
 
-	probe := exec.Command(exe, "healthcheck")
-	probe.Env = env
+	probe := exec.Command(d.cmd.Path, "healthcheck")
+	probe.Env = d.cmd.Env
 	if out, err := probe.CombinedOutput(); err != nil {
 		t.Fatalf("healthcheck: %v\n%s", err, out)
 	}
-	var pages []string
-	for _, path := range []string{"/healthz", "/metrics"} {
-		resp, err := http.Get("http://" + httpAddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: status %d\n%s", path, resp.StatusCode, body)
-		}
-		pages = append(pages, string(body))
-	}
+	pages := fetchPages(t, httpAddr, "/healthz", "/metrics")
 	if !strings.Contains(pages[1], `smartcar2mqtt_smartcar_calls_total{endpoint="tesla_charge",outcome="ok"}`) {
 		t.Errorf("/metrics lacks the call counts:\n%s", pages[1])
 	}
@@ -281,24 +290,13 @@ func TestDemoHealthAndMetrics(t *testing.T) {
 	if _, err := smartcar.NewTokenStore(dataDir).Load(); !errors.Is(err, smartcar.ErrNoToken) {
 		t.Errorf("the demo wrote a token store at DATA_DIR itself: %v", err)
 	}
-	tok, err := smartcar.NewTokenStore(filepath.Join(dataDir, "demo")).Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, secret := range []string{tok.AccessToken, tok.RefreshToken, "demo-secret"} {
-		for i, page := range pages {
-			if secret != "" && strings.Contains(page, secret) {
-				t.Errorf("page %d shows a secret", i)
-			}
-		}
+	if _, err := smartcar.NewTokenStore(filepath.Join(dataDir, "demo")).Load(); err != nil {
+		t.Errorf("no token store at DATA_DIR/demo: %v", err)
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("demo did not stop cleanly on SIGTERM: %v", err)
-	}
-	probe = exec.Command(exe, "healthcheck")
-	probe.Env = env
+	d.stop(t)
+	probe = exec.Command(d.cmd.Path, "healthcheck")
+	probe.Env = d.cmd.Env
 	if err := probe.Run(); err == nil {
 		t.Error("healthcheck says healthy after the daemon stopped")
 	}

@@ -40,7 +40,7 @@ const idleWindow = 10 * time.Second
 // daemonRun is one run of the built binary.
 type daemonRun struct {
 	cmd    *exec.Cmd
-	stderr *itest.LineWatch
+	stderr *itest.Output // its log, for failure messages
 	exited chan struct{}
 	start  time.Time
 }
@@ -113,7 +113,7 @@ func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
 	}
 	d := &daemonRun{
 		cmd:    exec.Command(w.bin, "run"),
-		stderr: itest.NewLineWatch(""), // its log, for failure messages
+		stderr: &itest.Output{},
 		exited: make(chan struct{}),
 	}
 	d.cmd.Env = env
@@ -124,6 +124,7 @@ func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
 	}
 	go func() {
 		d.cmd.Wait()
+		d.stderr.Close()
 		close(d.exited)
 	}()
 	w.b.Cleanup(func() { d.stop(w.b) })
@@ -358,11 +359,12 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 			b.Fatalf("publish refresh: %v", tok.Error())
 		}
 		handled := make(chan struct{})
+		var handledErr error // set before handled is closed
 		go func() {
 			defer close(handled)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
+			_, handledErr = w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
 				return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status != 0 && r.At.After(burstStart)
 			})
 		}()
@@ -378,6 +380,9 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 			}
 		}
 		tick.Stop()
+		if handledErr != nil {
+			b.Fatalf("the refresh after the burst never reached Smartcar: %v\n%s", handledErr, d.stderr.Text())
+		}
 		took := time.Since(burstStart)
 		peak = max(peak, d.memory(b).rss)
 		doors := 0

@@ -33,6 +33,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 )
 
 // Config is every SPEC §3 variable, typed. Field names mirror the variable
@@ -150,15 +152,6 @@ func sortProblems(ps []Problem) {
 // LookupFunc reports a variable's value and whether it is present, like
 // os.LookupEnv.
 type LookupFunc func(key string) (string, bool)
-
-// Map returns a LookupFunc over m, for tests and for callers that build an
-// environment by hand.
-func Map(m map[string]string) LookupFunc {
-	return func(key string) (string, bool) {
-		v, ok := m[key]
-		return v, ok
-	}
-}
 
 // Load reads the process environment; see LoadFrom.
 func Load(command string) (*Config, error) { return LoadFrom(command, os.LookupEnv) }
@@ -323,8 +316,9 @@ func (c *checker) validate(cfg *Config, command string) {
 		c.check("SMARTCAR_TIMEOUT", fmt.Sprintf("%s must be greater than 0", cfg.SmartcarTimeout))
 	}
 	for _, id := range cfg.SmartcarVehicleIDs {
-		if strings.ContainsAny(id, "/+#") || strings.ContainsFunc(id, unicode.IsSpace) {
-			c.check("SMARTCAR_VEHICLE_IDS", fmt.Sprintf("%q is not a valid vehicle id: it must not contain whitespace or any of / + #", id))
+		// Discovery's rule, so an id we accept is one it can publish.
+		if err := discovery.ValidateVehicleID(id); err != nil {
+			c.check("SMARTCAR_VEHICLE_IDS", err.Error())
 		}
 	}
 
@@ -335,9 +329,9 @@ func (c *checker) validate(cfg *Config, command string) {
 		c.check("MQTT_USERNAME", "required when MQTT_PASSWORD is set")
 	}
 	c.check("MQTT_CA_FILE", readable(cfg.MQTTCAFile))
-	c.check("MQTT_BASE_TOPIC", topic(cfg.MQTTBaseTopic, true))
-	c.check("HA_DISCOVERY_PREFIX", topic(cfg.HADiscoveryPrefix, true))
-	c.check("HA_STATUS_TOPIC", topic(cfg.HAStatusTopic, false))
+	c.check("MQTT_BASE_TOPIC", topicRoot(cfg.MQTTBaseTopic))
+	c.check("HA_DISCOVERY_PREFIX", topicRoot(cfg.HADiscoveryPrefix))
+	c.check("HA_STATUS_TOPIC", topic(cfg.HAStatusTopic))
 
 	c.brokerCredentials(cfg, command)
 	switch {
@@ -485,10 +479,27 @@ func readable(path string) string {
 	return ""
 }
 
-// topic checks a topic we publish to or subscribe to literally. prefix
-// marks a root under which we build topics ("base/V/..."): a leading or
-// trailing slash or an empty level there would produce odd topics.
-func topic(t string, prefix bool) string {
+// topicRoot checks a root under which we build topics ("base/V/..."):
+// discovery's rule for one, so the daemon never starts with a root it then
+// cannot publish discovery under, plus ours: no $ (reserved for the broker),
+// and no leading slash or empty level, which would produce odd topics.
+func topicRoot(t string) string {
+	if err := discovery.ValidateTopicRoot(t); err != nil {
+		return err.Error()
+	}
+	switch {
+	case strings.HasPrefix(t, "$"):
+		return fmt.Sprintf("%q must not start with $ (reserved for the broker)", t)
+	case strings.HasPrefix(t, "/"):
+		return fmt.Sprintf("%q must not start with /", t)
+	case strings.Contains(t, "//"):
+		return fmt.Sprintf("%q must not contain an empty level (//)", t)
+	}
+	return ""
+}
+
+// topic checks a topic we subscribe to literally (HA_STATUS_TOPIC).
+func topic(t string) string {
 	switch {
 	case t == "":
 		return "must not be empty"
@@ -500,10 +511,6 @@ func topic(t string, prefix bool) string {
 		return "is longer than MQTT's 65535 bytes"
 	case strings.HasPrefix(t, "$"):
 		return fmt.Sprintf("%q must not start with $ (reserved for the broker)", t)
-	case prefix && (strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/")):
-		return fmt.Sprintf("%q must not start or end with /", t)
-	case prefix && strings.Contains(t, "//"):
-		return fmt.Sprintf("%q must not contain an empty level (//)", t)
 	}
 	return ""
 }

@@ -58,9 +58,17 @@ func without(base map[string]string, keys ...string) map[string]string {
 	return m
 }
 
+// mapEnv is a LookupFunc over m.
+func mapEnv(m map[string]string) LookupFunc {
+	return func(key string) (string, bool) {
+		v, ok := m[key]
+		return v, ok
+	}
+}
+
 func load(t *testing.T, command string, env map[string]string) (*Config, *Error) {
 	t.Helper()
-	cfg, err := LoadFrom(command, Map(env))
+	cfg, err := LoadFrom(command, mapEnv(env))
 	if err == nil {
 		if cfg == nil {
 			t.Fatal("nil Config without error")
@@ -267,6 +275,8 @@ func TestValidation(t *testing.T) {
 		{"vehicle id with plus", []string{"SMARTCAR_VEHICLE_IDS", "a+b"}, "SMARTCAR_VEHICLE_IDS"},
 		{"vehicle id with hash", []string{"SMARTCAR_VEHICLE_IDS", "#"}, "SMARTCAR_VEHICLE_IDS"},
 		{"vehicle id with space", []string{"SMARTCAR_VEHICLE_IDS", "a b"}, "SMARTCAR_VEHICLE_IDS"},
+		{"vehicle id with dot", []string{"SMARTCAR_VEHICLE_IDS", "a.b"}, "SMARTCAR_VEHICLE_IDS"},
+		{"vehicle id non-ascii", []string{"SMARTCAR_VEHICLE_IDS", "v1,é"}, "SMARTCAR_VEHICLE_IDS"},
 		{"mqtt tcp", []string{"MQTT_URL", "tcp://mqtt:1883"}, ""},
 		{"mqtt ssl", []string{"MQTT_URL", "ssl://mqtt:8883"}, ""},
 		{"mqtt ws", []string{"MQTT_URL", "ws://mqtt:9001/mqtt"}, ""},
@@ -289,6 +299,11 @@ func TestValidation(t *testing.T) {
 		{"base topic trailing slash", []string{"MQTT_BASE_TOPIC", "cars/"}, "MQTT_BASE_TOPIC"},
 		{"base topic empty level", []string{"MQTT_BASE_TOPIC", "a//b"}, "MQTT_BASE_TOPIC"},
 		{"base topic dollar", []string{"MQTT_BASE_TOPIC", "$SYS"}, "MQTT_BASE_TOPIC"},
+		{"base topic control character", []string{"MQTT_BASE_TOPIC", "cars\x01x"}, "MQTT_BASE_TOPIC"},
+		{"base topic C1 control U+0085", []string{"MQTT_BASE_TOPIC", "car\u0085s"}, "MQTT_BASE_TOPIC"},
+		{"base topic non-character", []string{"MQTT_BASE_TOPIC", "cars\ufffe"}, "MQTT_BASE_TOPIC"},
+		{"base topic too long for discovery", []string{"MQTT_BASE_TOPIC", strings.Repeat("c", 60001)}, "MQTT_BASE_TOPIC"},
+		{"discovery prefix control character", []string{"HA_DISCOVERY_PREFIX", "home\x7fassistant"}, "HA_DISCOVERY_PREFIX"},
 		{"discovery prefix trailing slash", []string{"HA_DISCOVERY_PREFIX", "homeassistant/"}, "HA_DISCOVERY_PREFIX"},
 		{"discovery prefix wildcard", []string{"HA_DISCOVERY_PREFIX", "#"}, "HA_DISCOVERY_PREFIX"},
 		{"status topic custom", []string{"HA_STATUS_TOPIC", "hass/status"}, ""},
@@ -504,7 +519,7 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 	if err := envconfig.Process("", &want); err != nil {
 		t.Fatal(err)
 	}
-	got, err := LoadFrom("run", Map(env))
+	got, err := LoadFrom("run", mapEnv(env))
 	if err != nil {
 		t.Fatal(err)
 	}

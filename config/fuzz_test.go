@@ -7,7 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unicode"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 )
 
 // fuzzCommands are the commands LoadFrom distinguishes, plus one it does not.
@@ -99,6 +100,8 @@ func FuzzLoadFrom(f *testing.F) {
 		{"MQTT_PASSWORD", "p@ss\"word\n", "s3cr3t-value", 0},
 		{"MQTT_CA_FILE", "/nonexistent/ca.pem", "s3cr3t-value", 8},
 		{"MQTT_BASE_TOPIC", "base/+/x", "s3cr3t-value", 0},
+		{"MQTT_BASE_TOPIC", "ba\u0085se", "s3cr3t-value", 2},
+		{"SMARTCAR_VEHICLE_IDS", "v1,a.b", "s3cr3t-value", 0},
 		{"HA_DISCOVERY_PREFIX", "$SYS//", "s3cr3t-value", 2},
 		{"BROKER_ALLOW_ANONYMOUS", "maybe", "", 4},
 		{"BROKER_PASSWORD", "hunter2", "\t", 0},
@@ -123,14 +126,14 @@ func FuzzLoadFrom(f *testing.F) {
 		command := fuzzCommands[int(flags)%len(fuzzCommands)]
 		env := fuzzEnv(flags, name, value, secret)
 
-		cfg, err := LoadFrom(command, Map(env))
+		cfg, err := LoadFrom(command, mapEnv(env))
 		if (cfg == nil) == (err == nil) {
 			t.Fatalf("LoadFrom(%s, %s=%q) = %v, %v: want exactly one of a Config and an error", command, name, value, cfg, err)
 		}
 
 		// The error text and every printing of the Config are the same
 		// whatever the secrets' values: none of them can show up there.
-		placeholderCfg, placeholderErr := LoadFrom(command, Map(fuzzPlaceholder(env, secretVars)))
+		placeholderCfg, placeholderErr := LoadFrom(command, mapEnv(fuzzPlaceholder(env, secretVars)))
 		if got, want := fuzzErrorText(err), fuzzErrorText(placeholderErr); got != want {
 			t.Fatalf("the error depends on a secret's value (%s=%q, secret %q):\n%s\nwith placeholder secrets:\n%s", name, value, secret, got, want)
 		}
@@ -182,10 +185,18 @@ func FuzzLoadFrom(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, id := range cfg.SmartcarVehicleIDs {
-			if id == "" || id != strings.TrimSpace(id) || seen[id] || strings.ContainsAny(id, "/+#") || strings.ContainsFunc(id, unicode.IsSpace) {
+			if seen[id] || discovery.ValidateVehicleID(id) != nil {
 				t.Fatalf("SMARTCAR_VEHICLE_IDS %q gave ids %q", env["SMARTCAR_VEHICLE_IDS"], cfg.SmartcarVehicleIDs)
 			}
 			seen[id] = true
+		}
+		// Discovery accepts whatever Config does: the daemon never starts only
+		// to find it cannot publish its discovery configs.
+		s := discovery.Settings{Prefix: cfg.HADiscoveryPrefix, BaseTopic: cfg.MQTTBaseTopic, Origin: discovery.Origin{Name: "smartcar2mqtt"}}
+		for _, id := range append([]string{"V1"}, cfg.SmartcarVehicleIDs...) {
+			if _, err := discovery.Config(s, discovery.Vehicle{ID: id, ChargePortDoor: true}); err != nil {
+				t.Fatalf("%s=%q: Config accepts it, discovery does not: %v", name, value, err)
+			}
 		}
 		for _, c := range []struct {
 			key, got string

@@ -272,6 +272,8 @@ func (o object) MarshalJSON() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// marshal is json.Marshal without HTML escaping: topics and names are not
+// HTML, so "&" and "<" stay readable for users inspecting retained messages.
 func marshal(v any) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -10,8 +10,6 @@
 package discovery
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -157,6 +155,17 @@ func VehicleTopics(base, vehicleID string) Topics {
 	}
 }
 
+// Retained lists every topic the bridge publishes retained for the vehicle
+// (not Command and Refresh, which Home Assistant publishes to): what must be
+// cleared, with empty retained messages, when the vehicle is removed.
+func (t Topics) Retained() []string {
+	return []string{
+		t.Availability, t.State, t.Attributes,
+		t.PluggedIn, t.ChargingState, t.ChargePortLatch, t.ChargeLimit, t.EnergyAdded,
+		t.LastError, t.LastErrorAttributes, t.LastRead,
+	}
+}
+
 // ChargingStates lists the charging-state sensor's options, in the order
 // Home Assistant shows them. It returns a fresh slice each call, so no
 // caller can change another's.
@@ -264,15 +273,11 @@ func Config(s Settings, v Vehicle) ([]byte, error) {
 		{"availability_mode", "all"},
 		{"cmps", cmps},
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	// Topics and names are not HTML; keep "&" and "<" readable for users
-	// inspecting retained messages.
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(payload); err != nil {
+	b, err := marshal(payload)
+	if err != nil {
 		return nil, fmt.Errorf("encode discovery payload for vehicle %s: %w", v.ID, err)
 	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	return b, nil
 }
 
 // IsClear reports whether payload is the "remove this device" payload that
@@ -364,11 +369,11 @@ func titleMake(mk string) string {
 
 func (s Settings) validate() error {
 	var errs []error
-	if err := checkTopicRoot("discovery prefix", s.Prefix); err != nil {
-		errs = append(errs, err)
+	if err := ValidateTopicRoot(s.Prefix); err != nil {
+		errs = append(errs, fmt.Errorf("discovery prefix %w", err))
 	}
-	if err := checkTopicRoot("base topic", s.BaseTopic); err != nil {
-		errs = append(errs, err)
+	if err := ValidateTopicRoot(s.BaseTopic); err != nil {
+		errs = append(errs, fmt.Errorf("base topic %w", err))
 	}
 	if strings.TrimSpace(s.Origin.Name) == "" {
 		errs = append(errs, errors.New("origin name is empty (Home Assistant requires it)"))
@@ -384,26 +389,30 @@ func (s Settings) validate() error {
 	return nil
 }
 
-// checkTopicRoot rejects a prefix or base topic that would make every topic
-// built on it invalid for publishing (MQTT and Home Assistant's rules), or
-// that would produce an empty topic level at the join.
-func checkTopicRoot(what, t string) error {
+// ValidateTopicRoot reports whether t can be the discovery prefix or the base
+// topic: a root every topic is built on ("<root>/..."), so it must keep every
+// such topic valid for publishing (MQTT's and Home Assistant's rules) and not
+// produce an empty topic level at the join. The error reads after the root's
+// name ("base topic " + err.Error()). The config package checks
+// MQTT_BASE_TOPIC and HA_DISCOVERY_PREFIX with it, so the daemon never starts
+// with a root Config would then refuse.
+func ValidateTopicRoot(t string) error {
 	switch {
 	case t == "":
-		return fmt.Errorf("%s is empty", what)
+		return errors.New("is empty")
 	case strings.HasSuffix(t, "/"):
-		return fmt.Errorf("%s %q ends with '/'", what, t)
+		return fmt.Errorf("%q ends with '/'", t)
 	case strings.ContainsAny(t, "+#"):
-		return fmt.Errorf("%s %q contains an MQTT wildcard", what, t)
+		return fmt.Errorf("%q contains an MQTT wildcard (+ or #)", t)
 	case !utf8.ValidString(t):
-		return fmt.Errorf("%s is not valid UTF-8", what)
+		return errors.New("is not valid UTF-8")
 	case len(t) > 60000:
 		// leaves room for the suffixes under MQTT's 65535-byte limit
-		return fmt.Errorf("%s is too long", what)
+		return errors.New("is too long (over 60000 bytes)")
 	}
 	for _, r := range t {
 		if r <= 0x1f || (r >= 0x7f && r <= 0x9f) || (r >= 0xfdd0 && r <= 0xfdef) || r&0xfffe == 0xfffe {
-			return fmt.Errorf("%s %q contains a control or non-character", what, t)
+			return fmt.Errorf("%q contains a control character or a Unicode non-character", t)
 		}
 	}
 	return nil

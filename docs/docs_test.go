@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,12 +15,13 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // demoCar is the simulated Tesla of `smartcar2mqtt demo`, with both
 // permissions, so every entity exists.
 var demoCar = discovery.Vehicle{
-	ID: "5f7a3f3e-0a1b-4c2d-9e8f-7a6b5c4d3e21", Make: "TESLA", Model: "Model 3", Year: 2021,
+	ID: smartcar.SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021,
 	ChargePortDoor: true, ChargeRead: true,
 }
 
@@ -175,6 +177,9 @@ func blueprintFiles(t *testing.T) []string {
 
 // input stands for a `!input name` reference in plainValue's output.
 type input string
+
+// GoString shows the tag in %#v, so a failure tells an input from a string.
+func (i input) GoString() string { return "!input " + string(i) }
 
 // plainValue converts a YAML node into maps, lists and scalars, keeping
 // `!input x` references as input values (yaml.v3 does not know the tag).
@@ -395,11 +400,13 @@ func TestBlueprintBehaviour(t *testing.T) {
 	})
 }
 
+// checkKeys compares values and types: an `!input x` reference (type input)
+// is not the plain string "x", which is what a lost tag leaves.
 func checkKeys(t *testing.T, root, want map[string]any) {
 	t.Helper()
 	for k, w := range want {
-		if got := root[k]; fmt.Sprint(got) != fmt.Sprint(w) {
-			t.Errorf("%s:\n got %v\nwant %v", k, got, w)
+		if got := root[k]; !reflect.DeepEqual(got, w) {
+			t.Errorf("%s:\n got %#v\nwant %#v", k, got, w)
 		}
 	}
 }
@@ -407,8 +414,8 @@ func checkKeys(t *testing.T, root, want map[string]any) {
 func checkDefault(t *testing.T, inputs map[string]any, name string, want any) {
 	t.Helper()
 	got := inputs[name].(map[string]any)["default"]
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("input %s default = %v, want %v", name, got, want)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("input %s default = %#v, want %#v", name, got, want)
 	}
 }
 

@@ -27,7 +27,6 @@ import (
 // Labels are endpoint names, outcomes and vehicle ids, never a URL or a token.
 type Metrics struct {
 	started time.Time
-	now     func() time.Time
 
 	mu        sync.Mutex
 	calls     map[[2]string]uint64 // endpoint, outcome
@@ -50,7 +49,6 @@ type histogram struct {
 func NewMetrics() *Metrics {
 	return &Metrics{
 		started:   time.Now(),
-		now:       time.Now,
 		calls:     map[[2]string]uint64{},
 		refreshes: map[string]uint64{},
 		commands:  map[string]*histogram{},
@@ -90,11 +88,9 @@ func (m *Metrics) WatchBridge(status func() bridge.Status) {
 
 // ServeHTTP writes the page.
 func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	var buf bytes.Buffer
-	m.WriteTo(&buf)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(buf.Bytes())
+	m.WriteTo(w) // an error is the client gone: nothing to tell it
 }
 
 // WriteTo writes every metric family, each with its HELP and TYPE lines.
@@ -142,21 +138,17 @@ func (m *Metrics) writeBridge(p *page) {
 		return
 	}
 	s := status()
-	p.family("smartcar2mqtt_mqtt_connected", "gauge", "1 while the MQTT session is up.")
-	p.sample("smartcar2mqtt_mqtt_connected", "", boolValue(s.Connected))
-	p.family("smartcar2mqtt_mqtt_connects_total", "counter", "MQTT sessions established; more than one means reconnects.")
-	p.sample("smartcar2mqtt_mqtt_connects_total", "", float64(s.Connects))
-	p.family("smartcar2mqtt_mqtt_connections_lost_total", "counter", "MQTT sessions lost.")
-	p.sample("smartcar2mqtt_mqtt_connections_lost_total", "", float64(s.ConnectionsLost))
+	p.single("smartcar2mqtt_mqtt_connected", "gauge", "1 while the MQTT session is up.", boolValue(s.Connected))
+	p.single("smartcar2mqtt_mqtt_connects_total", "counter", "MQTT sessions established; more than one means reconnects.", float64(s.Connects))
+	p.single("smartcar2mqtt_mqtt_connections_lost_total", "counter", "MQTT sessions lost.", float64(s.ConnectionsLost))
 	p.family("smartcar2mqtt_vehicle_available", "gauge", "1 while the vehicle can be served (its availability topic says online).")
 	for _, v := range s.Vehicles {
 		p.sample("smartcar2mqtt_vehicle_available", labels("vehicle", v.ID), boolValue(v.Available))
 	}
 	p.family("smartcar2mqtt_state_age_seconds", "gauge", "Age of the door state published retained: time since it was last learned from the car.")
-	now := m.now()
 	for _, v := range s.Vehicles {
 		if !v.KnownAt.IsZero() {
-			p.sample("smartcar2mqtt_state_age_seconds", labels("vehicle", v.ID), now.Sub(v.KnownAt).Seconds())
+			p.sample("smartcar2mqtt_state_age_seconds", labels("vehicle", v.ID), time.Since(v.KnownAt).Seconds())
 		}
 	}
 }
@@ -164,33 +156,25 @@ func (m *Metrics) writeBridge(p *page) {
 // writeProcess writes the usual process and Go runtime metrics, under the names
 // Prometheus' own client uses, so existing dashboards find them.
 func (m *Metrics) writeProcess(p *page) {
-	p.family("go_goroutines", "gauge", "Number of goroutines that currently exist.")
-	p.sample("go_goroutines", "", float64(runtime.NumGoroutine()))
+	p.single("go_goroutines", "gauge", "Number of goroutines that currently exist.", float64(runtime.NumGoroutine()))
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	p.family("go_memstats_heap_alloc_bytes", "gauge", "Number of heap bytes allocated and currently in use.")
-	p.sample("go_memstats_heap_alloc_bytes", "", float64(ms.HeapAlloc))
-	p.family("go_memstats_sys_bytes", "gauge", "Number of bytes obtained from system.")
-	p.sample("go_memstats_sys_bytes", "", float64(ms.Sys))
-	p.family("go_gc_cycles_total", "counter", "Completed GC cycles.")
-	p.sample("go_gc_cycles_total", "", float64(ms.NumGC))
+	p.single("go_memstats_heap_alloc_bytes", "gauge", "Number of heap bytes allocated and currently in use.", float64(ms.HeapAlloc))
+	p.single("go_memstats_sys_bytes", "gauge", "Number of bytes obtained from system.", float64(ms.Sys))
+	p.single("go_gc_cycles_total", "counter", "Completed GC cycles.", float64(ms.NumGC))
 	p.family("go_info", "gauge", "Information about the Go environment.")
 	p.sample("go_info", labels("version", runtime.Version()), 1)
 
-	p.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.")
-	p.sample("process_start_time_seconds", "", float64(m.started.UnixNano())/1e9)
+	p.single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", float64(m.started.UnixNano())/1e9)
 	// Linux only, from /proc; elsewhere these are left out rather than made up.
 	if rss, ok := residentBytes(); ok {
-		p.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.")
-		p.sample("process_resident_memory_bytes", "", rss)
+		p.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss)
 	}
 	if cpu, ok := cpuSeconds(); ok {
-		p.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.")
-		p.sample("process_cpu_seconds_total", "", cpu)
+		p.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu)
 	}
 	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
-		p.family("process_open_fds", "gauge", "Number of open file descriptors.")
-		p.sample("process_open_fds", "", float64(len(fds)))
+		p.single("process_open_fds", "gauge", "Number of open file descriptors.", float64(len(fds)))
 	}
 }
 
@@ -250,6 +234,12 @@ func (p *page) family(name, typ, help string) {
 func (p *page) sample(name, labels string, value float64) {
 	k, _ := fmt.Fprintf(p.w, "%s%s %s\n", name, labels, formatFloat(value))
 	p.n += int64(k)
+}
+
+// single writes a family of one unlabelled sample.
+func (p *page) single(name, typ, help string, v float64) {
+	p.family(name, typ, help)
+	p.sample(name, "", v)
 }
 
 var (

@@ -29,7 +29,6 @@ func TestEverythingDiscoveryEmits(t *testing.T) {
 		{ID: "nonlatin", Model: "理想", ChargePortDoor: true, ChargeRead: true},
 		{ID: "ford-1", Make: "FORD", Model: "Mustang Mach-E", Year: 2022},
 	}
-	n := 0
 	for i, s := range settings {
 		for _, v := range vehicles {
 			t.Run(fmt.Sprintf("settings%d/%s", i, v.ID), func(t *testing.T) {
@@ -46,11 +45,7 @@ func TestEverythingDiscoveryEmits(t *testing.T) {
 				if err := haschema.ValidateStrict(topic, payload); err != nil {
 					t.Errorf("ValidateStrict: %v\npayload: %s", err, payload)
 				}
-				n++
 			})
 		}
-	}
-	if n != len(settings)*len(vehicles) {
-		t.Fatalf("validated %d payloads, want %d", n, len(settings)*len(vehicles))
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -26,7 +24,6 @@ type Mosquitto struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd.Wait has returned
-	lines  *LineWatch
 }
 
 // NewMosquitto runs Debian's mosquitto on a free loopback port for one test,
@@ -35,21 +32,7 @@ type Mosquitto struct {
 // unless REQUIRE_MOSQUITTO=1 (CI sets it), so CI never skips it silently.
 func NewMosquitto(tb testing.TB, scheme, extraConf string) *Mosquitto {
 	tb.Helper()
-	bin, err := exec.LookPath("mosquitto")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
-			if _, statErr := os.Stat(p); statErr == nil {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("REQUIRE_MOSQUITTO") == "1" {
-			tb.Fatal("mosquitto is required (REQUIRE_MOSQUITTO=1) but not installed: apt-get install mosquitto")
-		}
-		tb.Skip("mosquitto not installed: skipping the external-broker test (apt-get install mosquitto, or run .ci/run)")
-	}
+	bin := mosquittoBinary(tb)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -67,35 +50,48 @@ func NewMosquitto(tb testing.TB, scheme, extraConf string) *Mosquitto {
 	return m
 }
 
+// mosquittoBinary finds mosquitto, or skips the test (fails it with
+// REQUIRE_MOSQUITTO=1).
+func mosquittoBinary(tb testing.TB) string {
+	tb.Helper()
+	if bin, err := exec.LookPath("mosquitto"); err == nil {
+		return bin
+	}
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("REQUIRE_MOSQUITTO") == "1" {
+		tb.Fatal("mosquitto is required (REQUIRE_MOSQUITTO=1) but not installed: apt-get install mosquitto")
+	}
+	tb.Skip("mosquitto not installed: skipping the external-broker test (apt-get install mosquitto, or run .ci/run)")
+	return ""
+}
+
 // URL is where clients reach the broker, e.g. tcp://127.0.0.1:41883.
 func (m *Mosquitto) URL() string { return m.url }
 
 // Start runs mosquitto and returns once it has opened its listener: it waits on the
-// line saying so, not on a clock.
+// line saying so, not on a clock, and fails at once if mosquitto exits first.
 func (m *Mosquitto) Start() {
 	m.tb.Helper()
 	if m.cmd != nil {
 		m.tb.Fatal("mosquitto is already running")
 	}
-	m.lines = NewLineWatch(" running") // "mosquitto version 2.0.11 running"
+	log := &Output{}
 	cmd := exec.Command(m.bin, "-c", m.conf)
-	cmd.Stderr = m.lines // exec copies in its own goroutine; Wait waits for it
+	cmd.Stderr = log // exec copies in its own goroutine; Wait waits for it
 	if err := cmd.Start(); err != nil {
 		m.tb.Fatalf("start mosquitto: %v", err)
 	}
 	m.cmd, m.exited = cmd, make(chan struct{})
 	go func(exited chan struct{}) {
 		cmd.Wait()
+		log.Close()
 		close(exited)
 	}(m.exited)
-	select {
-	case <-m.lines.Found():
-	case <-m.exited:
-		m.cmd = nil
-		m.tb.Fatalf("mosquitto exited before opening its listener:\n%s", m.lines.Text())
-	case <-time.After(10 * time.Second):
-		m.tb.Fatalf("mosquitto did not open its listener within 10 s:\n%s", m.lines.Text())
-	}
+	log.WaitLine(m.tb, " running", 10*time.Second) // "mosquitto version 2.0.11 running"
 }
 
 // Stop kills mosquitto and waits for it to be gone. It may be called when stopped.
@@ -106,48 +102,4 @@ func (m *Mosquitto) Stop() {
 	m.cmd.Process.Kill()
 	<-m.exited
 	m.cmd = nil
-}
-
-// LineWatch is an io.Writer for a child's output: it keeps the text (the first
-// MB) and closes Found at the first line containing its needle.
-type LineWatch struct {
-	needle string
-	found  chan struct{}
-
-	mu      sync.Mutex
-	buf     strings.Builder
-	partial string
-	closed  bool
-}
-
-// NewLineWatch watches for a line containing needle.
-func NewLineWatch(needle string) *LineWatch {
-	return &LineWatch{needle: needle, found: make(chan struct{})}
-}
-
-// Found is closed once a line containing the needle has been written.
-func (w *LineWatch) Found() <-chan struct{} { return w.found }
-
-func (w *LineWatch) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.buf.Len() < 1<<20 {
-		w.buf.Write(p)
-	}
-	lines := strings.Split(w.partial+string(p), "\n")
-	w.partial = lines[len(lines)-1] // "" when p ended a line
-	for _, l := range lines[:len(lines)-1] {
-		if !w.closed && strings.Contains(l, w.needle) {
-			close(w.found)
-			w.closed = true
-		}
-	}
-	return len(p), nil
-}
-
-// Text is what was written so far.
-func (w *LineWatch) Text() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
