@@ -58,24 +58,12 @@ func (h *accessHook) isBridge(cl *mqtt.Client) bool {
 }
 
 // isCommandTopic matches base/<vehicle>/charge_port/set and base/<vehicle>/refresh,
-// exactly (no wildcards: a publish topic never holds one, and a subscription filter
-// asking to write makes no sense).
+// exactly as the bridge routes them (parseTopic), and without wildcards in the vehicle
+// level: a publish topic never holds one, and a subscription filter asking to write
+// makes no sense.
 func isCommandTopic(base, topic string) bool {
-	rest, ok := strings.CutPrefix(topic, base+"/")
-	if !ok {
-		return false
-	}
-	parts := strings.Split(rest, "/")
-	if strings.ContainsAny(rest, "+#") || parts[0] == "" {
-		return false
-	}
-	switch len(parts) {
-	case 2:
-		return parts[1] == "refresh"
-	case 3:
-		return parts[1] == "charge_port" && parts[2] == "set"
-	}
-	return false
+	r := parseTopic(base, topic)
+	return r.kind != routeNone && !strings.ContainsAny(r.vehicleID, "+#")
 }
 
 func under(base, topic string) bool {

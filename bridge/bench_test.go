@@ -224,25 +224,26 @@ func benchCommand(b *testing.B, keepState bool) {
 	})
 
 	// The last thing the worker publishes for a command or a read is the
-	// last-read diagnostic: once it arrives after the new state, the bridge is idle
-	// again, as it is when a real command (seconds apart at the least) arrives.
+	// last-error diagnostic's attributes: once they arrive after the new state, the
+	// bridge is idle again, as it is when a real command (seconds apart at the
+	// least) arrives.
 	msgs := make(chan message, 256)
 	record := func(_ mqtt.Client, m mqtt.Message) {
 		msgs <- message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()}
 	}
 	user := w.userClient("user", teslaTopics.State, record)
-	if tok := user.Subscribe(teslaTopics.LastRead, 1, record); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		b.Fatalf("subscribe %s: %v", teslaTopics.LastRead, tok.Error())
+	if tok := user.Subscribe(teslaTopics.LastErrorAttributes, 1, record); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		b.Fatalf("subscribe %s: %v", teslaTopics.LastErrorAttributes, tok.Error())
 	}
 	await(b, msgs, teslaTopics.State, "closed") // the first read: the bridge is ready
-	await(b, msgs, teslaTopics.LastRead, "")
+	await(b, msgs, teslaTopics.LastErrorAttributes, "")
 
 	var lat []time.Duration
 	for i := 0; b.Loop(); i++ {
 		a := doorActions[i%2]
 		lat = append(lat, w.arrival(w.publish(user, teslaTopics.Command, a.command)))
 		await(b, msgs, teslaTopics.State, a.state)
-		await(b, msgs, teslaTopics.LastRead, "")
+		await(b, msgs, teslaTopics.LastErrorAttributes, "")
 	}
 	reportLatency(b, lat)
 }

@@ -45,16 +45,15 @@ type Options struct {
 	// OnStale is told when Smartcar answers 403 or 404 for a vehicle: what is known
 	// of the account (the vehicle cache) is out of date.
 	OnStale func(vehicleID string, err error)
-	// ShutdownGrace bounds how long an in-flight Smartcar call may go on after the
-	// bridge is told to stop (SPEC §6: the whole stop takes under 10 s).
-	ShutdownGrace time.Duration
-	Log           logrus.FieldLogger
+	Log     logrus.FieldLogger
 
 	loginProbe time.Duration // tests shorten loginProbeInterval
 }
 
 const (
-	defaultShutdownGrace = 7 * time.Second
+	// shutdownGrace bounds how long an in-flight Smartcar call may go on after the
+	// bridge is told to stop (SPEC §6: the whole stop takes under 10 s).
+	shutdownGrace = 7 * time.Second
 	// publishQoS is 0 for discovery, states and attributes. Nothing is lost by it:
 	// all of them are retained and republished on every (re)connect and HA birth.
 	// And it spares subscribers of the embedded broker a mochi v2.7.9 bug: mochi keeps
@@ -72,42 +71,56 @@ const (
 
 // Bridge is the MQTT side of the daemon.
 type Bridge struct {
-	opts     Options
-	log      logrus.FieldLogger
-	settings discovery.Settings
-	vehicles []Vehicle
-	workers  map[string]*worker // by vehicle id; read-only once built
-	known    map[string]bool    // every vehicle on the account (in the filter); read-only
-	client   mqtt.Client
-	closing  atomic.Bool // set on shutdown: commands are no longer taken
+	opts    Options
+	log     logrus.FieldLogger
+	configs []config           // discovery, built once by New
+	workers map[string]*worker // by vehicle id; read-only once built
+	known   map[string]bool    // every vehicle on the account (in the filter); read-only
+	client  mqtt.Client
+	closing atomic.Bool // set on shutdown: commands are no longer taken
 	// announceReq asks Run's announcer for discovery then states (capacity 1: a
 	// burst of HA births costs one announce).
 	announceReq chan struct{}
+	// gone holds vehicles an earlier run announced that are no longer bridged, for
+	// the announcer to clear; goneReq (capacity 1) says there are some.
+	goneMu  sync.Mutex
+	gone    map[string]bool
+	goneReq chan struct{}
 
 	serving  atomic.Bool
 	connects atomic.Uint64
 	lost     atomic.Uint64
 }
 
-// New builds a bridge for the given vehicles; Run connects and serves.
+// config is one vehicle's discovery message.
+type config struct {
+	topic   string
+	payload []byte // nil: the vehicle has no entity, and the empty payload clears it
+}
+
+// New builds a bridge for the given vehicles; Run connects and serves. It fails on
+// discovery settings or a vehicle id that Home Assistant would not take.
 func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
-	if opts.ShutdownGrace <= 0 {
-		opts.ShutdownGrace = defaultShutdownGrace
-	}
 	if opts.loginProbe <= 0 {
 		opts.loginProbe = loginProbeInterval
 	}
 	b := &Bridge{
-		opts:     opts,
-		log:      opts.Log,
-		settings: discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin},
-		vehicles: vehicles,
-		workers:  map[string]*worker{},
-		known:    map[string]bool{},
+		opts:    opts,
+		log:     opts.Log,
+		workers: map[string]*worker{},
+		known:   map[string]bool{},
 
 		announceReq: make(chan struct{}, 1),
+		gone:        map[string]bool{},
+		goneReq:     make(chan struct{}, 1),
 	}
+	settings := discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin}
 	for _, v := range vehicles {
+		payload, err := discovery.Config(settings, v.discovery())
+		if err != nil {
+			return nil, fmt.Errorf("discovery for vehicle %q: %w", v.ID, err)
+		}
+		b.configs = append(b.configs, config{topic: discovery.ConfigTopic(opts.DiscoveryPrefix, v.ID), payload: payload})
 		b.known[v.ID] = true
 	}
 	clientOpts, err := b.clientOptions()
@@ -144,7 +157,6 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 			stale:     opts.OnStale,
 			poll:      opts.PollInterval,
 			probe:     opts.loginProbe,
-			now:       time.Now,
 			state:     stateUnknown,
 			available: true,
 		}
@@ -176,7 +188,8 @@ func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
 		// left queued. Out of order, each message got a goroutine of its own, so OPEN
 		// then CLOSE could be taken as CLOSE then OPEN, and a flood spawned a goroutine
 		// per message that outlived the call in flight. That is safe because onMessage
-		// never blocks and never publishes: HA's birth is handed to the announcer.
+		// never blocks and never publishes: HA's birth and the vehicles to remove are
+		// handed to the announcer.
 		SetOrderMatters(true).
 		SetAutoReconnect(true).
 		SetConnectRetry(false). // the first connect is retried by Run, which logs why it failed
@@ -233,7 +246,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	<-ctx.Done()
 	b.serving.Store(false)
 	b.closing.Store(true)
-	grace := time.AfterFunc(b.opts.ShutdownGrace, abandon)
+	grace := time.AfterFunc(shutdownGrace, abandon)
 	wg.Wait()
 	grace.Stop()
 
@@ -301,24 +314,18 @@ func (b *Bridge) onConnect(c mqtt.Client) {
 func (b *Bridge) announce() {
 	c := b.client
 	c.Publish(discovery.StatusTopic(b.opts.BaseTopic), publishQoS, true, discovery.PayloadOnline)
-	for _, v := range b.vehicles {
-		topic := discovery.ConfigTopic(b.opts.DiscoveryPrefix, v.ID)
-		payload, err := discovery.Config(b.settings, v.discovery())
-		if err != nil {
-			b.log.WithError(err).WithField("vehicle", v.ID).Error("cannot build the discovery payload")
-			continue
-		}
+	for _, cfg := range b.configs {
 		// A nil payload clears a config left by an earlier run (a vehicle that lost its
 		// cover): an empty retained message is HA's "remove".
-		c.Publish(topic, publishQoS, true, payload)
+		c.Publish(cfg.topic, publishQoS, true, cfg.payload)
 	}
 	for _, w := range b.workers {
 		w.mail.requestRepublish()
 	}
 }
 
-// announcer publishes discovery and states when Home Assistant asks (its birth),
-// off paho's router goroutine, until ctx ends.
+// announcer publishes discovery and states when Home Assistant asks (its birth), and
+// removes the vehicles no longer bridged, off paho's router goroutine, until ctx ends.
 func (b *Bridge) announcer(ctx context.Context) {
 	for {
 		select {
@@ -326,6 +333,8 @@ func (b *Bridge) announcer(ctx context.Context) {
 			return
 		case <-b.announceReq:
 			b.announce()
+		case <-b.goneReq:
+			b.clearGone()
 		}
 	}
 }
@@ -387,9 +396,10 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// clearIfGone removes a vehicle that an earlier run announced and that is no longer
-// on the account or in SMARTCAR_VEHICLE_IDS: its device from Home Assistant (an empty
-// retained config) and its retained states from the broker.
+// clearIfGone notices a vehicle that an earlier run announced and that is no longer
+// on the account or in SMARTCAR_VEHICLE_IDS, and hands it to the announcer to clear.
+// It runs on paho's router goroutine, so it never blocks and never publishes: the
+// set holds each id once however often its config comes back.
 func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
 	if len(config) == 0 || b.known[vehicleID] {
 		return
@@ -399,10 +409,28 @@ func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
 	if !bytes.Contains(config, []byte(strconv.Quote(discovery.StatusTopic(b.opts.BaseTopic)))) {
 		return
 	}
-	b.log.WithField("vehicle", vehicleID).Info("vehicle no longer bridged (gone from the account or from SMARTCAR_VEHICLE_IDS): removing it from Home Assistant")
-	t := discovery.VehicleTopics(b.opts.BaseTopic, vehicleID)
-	for _, topic := range []string{discovery.ConfigTopic(b.opts.DiscoveryPrefix, vehicleID), t.State, t.Attributes, t.Availability} {
-		b.client.Publish(topic, publishQoS, true, []byte{})
+	b.goneMu.Lock()
+	b.gone[vehicleID] = true
+	b.goneMu.Unlock()
+	select {
+	case b.goneReq <- struct{}{}:
+	default: // the announcer has been told already and will take this id too
+	}
+}
+
+// clearGone removes the vehicles clearIfGone found: each one's device from Home
+// Assistant (an empty retained config) and all its retained topics from the broker.
+func (b *Bridge) clearGone() {
+	b.goneMu.Lock()
+	ids := b.gone
+	b.gone = map[string]bool{}
+	b.goneMu.Unlock()
+	for id := range ids {
+		b.log.WithField("vehicle", id).Info("vehicle no longer bridged (gone from the account or from SMARTCAR_VEHICLE_IDS): removing it from Home Assistant")
+		topics := append([]string{discovery.ConfigTopic(b.opts.DiscoveryPrefix, id)}, discovery.VehicleTopics(b.opts.BaseTopic, id).Retained()...)
+		for _, topic := range topics {
+			b.client.Publish(topic, publishQoS, true, []byte{})
+		}
 	}
 }
 

@@ -284,7 +284,7 @@ func TestOpenAndCloseCallSmartcarOnce(t *testing.T) {
 		if !e.sim.ChargePortOpen(tesla) {
 			t.Error("the simulated door did not open")
 		}
-		attrs := user.waitAttributes(open, func(a map[string]any) bool { return a["last_command"] == "OPEN" })
+		attrs := user.waitAttributes(open, teslaTopics.Attributes, func(a map[string]any) bool { return a["last_command"] == "OPEN" })
 		if attrs["result"] != "success" || attrs["source"] != "command" || attrs["error"] != nil {
 			t.Errorf("attributes after OPEN = %v", attrs)
 		}
@@ -324,7 +324,7 @@ func TestAsleepRevertsStateWithErrorInAttributes(t *testing.T) {
 		user.publish(teslaTopics.Command, false, "OPEN")
 		opening := user.waitPayload(n, teslaTopics.State, "opening")
 		user.waitPayload(opening, teslaTopics.State, "closed")
-		attrs := user.waitAttributes(opening, func(a map[string]any) bool { return a["result"] == "error" })
+		attrs := user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return a["result"] == "error" })
 		errInfo, _ := attrs["error"].(map[string]any)
 		if errInfo["code"] != "ASLEEP" || errInfo["type"] != "VEHICLE_STATE" {
 			t.Errorf("attributes error = %v, want VEHICLE_STATE/ASLEEP", errInfo)
@@ -375,11 +375,10 @@ func TestRetainedCommandIsIgnored(t *testing.T) {
 		e.recorder().publish(teslaTopics.Command, true, "OPEN")
 		e.startBridge()
 		user := e.recorder(base + "/#")
-		n := ready(user, "closed")
+		ready(user, "closed")
 
 		// A refresh after start proves the bridge has handled what it was sent.
-		user.publish(teslaTopics.Refresh, false, "")
-		user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" })
+		waitRead(user, user, teslaTopics)
 		if calls := e.doorCalls(); len(calls) != 0 {
 			t.Fatalf("a retained OPEN caused %d door calls", len(calls))
 		}
@@ -408,13 +407,14 @@ func TestBadPayloadsAreIgnored(t *testing.T) {
 	})
 }
 
-// waitAttributes waits for an attributes message after `after` that satisfies ok.
-func (r *recorder) waitAttributes(after int, ok func(map[string]any) bool) map[string]any {
+// waitAttributes waits for a message on a cover's attributes topic, after `after`,
+// that satisfies ok.
+func (r *recorder) waitAttributes(after int, topic string, ok func(map[string]any) bool) map[string]any {
 	r.t.Helper()
 	var found map[string]any
-	r.waitFor("attributes", func(ms []message) bool {
+	r.waitFor(topic, func(ms []message) bool {
 		for i := after; i < len(ms); i++ {
-			if ms[i].Topic != teslaTopics.Attributes {
+			if ms[i].Topic != topic {
 				continue
 			}
 			var a map[string]any

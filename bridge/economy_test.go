@@ -3,7 +3,7 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +58,7 @@ func TestWarmRestartSpendsNoCall(t *testing.T) {
 	user.waitPayload(m, secondTopics.State, "closed")
 	// ...and a refresh is then the first call it makes: nothing was spent on the way.
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(m, func(a map[string]any) bool { return a["source"] == "poll" })
+	user.waitAttributes(m, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" })
 	after := e.sim.Requests()[cold:]
 	if len(after) != 1 || !strings.HasSuffix(after[0].Path, "/tesla/charge") {
 		t.Fatalf("warm restart made calls beyond the one refresh: %+v", after)
@@ -84,8 +84,9 @@ func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
 	_, refusedTokenCalls := apiCalls(e.sim.Requests())
 
 	// While offline, the probes cost nothing: the dead token is not offered again.
+	m := user.count()
 	user.publish(secondTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["result"] == "error" })
+	user.waitAttributes(m, secondTopics.Attributes, func(a map[string]any) bool { return a["result"] == "error" })
 	if _, tok := apiCalls(e.sim.Requests()); tok != refusedTokenCalls {
 		t.Errorf("the dead refresh token was offered again: %d token calls, then %d", refusedTokenCalls, tok)
 	}
@@ -115,8 +116,7 @@ func TestFloodOfCommandsCostsAtMostTwoCalls(t *testing.T) {
 		user.publish(teslaTopics.Command, false, "OPEN") // the last word, at QoS 1
 		user.waitPayload(n, teslaTopics.State, "opening")
 		// A read queued after the flood runs once the worker is free of commands.
-		user.publish(teslaTopics.Refresh, false, "")
-		user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" })
+		waitRead(user, user, teslaTopics)
 		calls := e.doorCalls()
 		if len(calls) == 0 || len(calls) > 2 {
 			t.Fatalf("10,001 commands made %d door calls, want 1 or 2", len(calls))
@@ -163,28 +163,61 @@ func TestVehicleLeavingTheFilterIsRemovedFromHomeAssistant(t *testing.T) {
 		user := e.recorder(base+"/#", prefix+"/#")
 		ready(user, "closed")
 		user.waitPayload(0, secondTopics.State, "closed")
-		gone := discovery.ConfigTopic(prefix, secondTesla)
-		user.waitFor("the second car's discovery", func(ms []message) bool {
-			m, ok := findTopic(ms, gone)
-			return ok && m.Payload != ""
+		gone := append([]string{discovery.ConfigTopic(prefix, secondTesla)}, secondTopics.Retained()...)
+		user.waitFor("every retained topic of the second car", func(ms []message) bool {
+			for _, topic := range gone {
+				if m, ok := findTopic(ms, topic); !ok || m.Payload == "" {
+					return false
+				}
+			}
+			return true
 		})
 		first.stop(t)
 
 		e.only = []string{tesla} // SMARTCAR_VEHICLE_IDS now names one car
 		n := len(mustMessages(user))
 		e.startBridge()
-		user.waitPayload(n, gone, "")
-		user.waitPayload(n, secondTopics.State, "")
-		// A client arriving now sees the first car only.
-		late := e.recorder(prefix+"/#", base+"/+/charge_port/state")
-		late.waitFor("the first car's config", func(ms []message) bool {
+		for _, topic := range gone {
+			user.waitPayload(n, topic, "")
+		}
+		// A client arriving now sees the first car only: nothing of the second is
+		// retained. (Each filter's retained messages come before the next one's.)
+		late := e.recorder(base+"/#", prefix+"/#")
+		msgs := late.waitFor("the first car's config", func(ms []message) bool {
 			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
 			return ok
 		})
-		if m, ok := findTopic(mustMessages(late), gone); ok {
-			t.Errorf("the removed car's config is still retained: %.80s", m.Payload)
+		for _, topic := range gone {
+			if m, ok := findTopic(msgs, topic); ok {
+				t.Errorf("%s of the removed car is still retained: %.80q", topic, m.Payload)
+			}
 		}
 	})
+}
+
+// Retained must list every topic the bridge publishes for a vehicle, or a removed
+// vehicle leaves some behind: all of discovery.Topics but the two Home Assistant
+// publishes to.
+func TestRetainedTopicsAreAllTheStateTopics(t *testing.T) {
+	want := map[string]bool{}
+	v := reflect.ValueOf(teslaTopics)
+	for i := range v.NumField() {
+		want[v.Field(i).String()] = true
+	}
+	delete(want, teslaTopics.Command)
+	delete(want, teslaTopics.Refresh)
+	got := map[string]bool{}
+	for _, topic := range teslaTopics.Retained() {
+		if !want[topic] || got[topic] {
+			t.Errorf("Retained lists %s: not a state topic, or twice", topic)
+		}
+		got[topic] = true
+	}
+	for topic := range want {
+		if !got[topic] {
+			t.Errorf("Retained leaves out %s", topic)
+		}
+	}
 }
 
 func TestPermissionsDecideCoverAndPolling(t *testing.T) {
@@ -211,8 +244,10 @@ func TestPermissionsDecideCoverAndPolling(t *testing.T) {
 		}
 	}
 	// The car without control_charge refuses commands without a Smartcar call, and
-	// still gets its charge sensors from reads.
+	// still gets its charge sensors from reads. The read pressed after the command
+	// is done once the command has been handled.
 	user.publish(secondTopics.Command, false, "OPEN")
+	waitRead(user, user, secondTopics)
 	user.waitPayload(0, secondTopics.PluggedIn, "OFF")
 	for _, r := range e.doorCalls() {
 		if strings.Contains(r.Path, secondTesla) {

@@ -81,7 +81,7 @@ func TestBrokerRestartReconnectsWithoutRepeatingCommands(t *testing.T) {
 	// A refresh is taken after any command queued before it, so once its read is
 	// published, a replay of the OPEN would have shown as a second door call.
 	after.publish(teslaTopics.Refresh, false, "")
-	after.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	after.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	if calls := e.doorCalls(); len(calls) != 1 {
 		t.Fatalf("the OPEN received before the outage made %d door calls, want 1", len(calls))
 	}
@@ -240,14 +240,14 @@ func TestSmartcarDownThenBack(t *testing.T) {
 
 	f.down()
 	user.publish(teslaTopics.Refresh, false, "")
-	attrs := user.waitAttributes(n, hasErrorType("NETWORK"))
+	attrs := user.waitAttributes(n, teslaTopics.Attributes, hasErrorType("NETWORK"))
 	if attrs["source"] != "poll" || !strings.Contains(fmt.Sprint(errorOf(attrs)["description"]), "refused") {
 		t.Errorf("a refresh with Smartcar down: attributes %v, want a NETWORK error saying the connection was refused", attrs)
 	}
 	n = user.count()
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
-	attrs = user.waitAttributes(opening, hasErrorType("NETWORK"))
+	attrs = user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("NETWORK"))
 	if attrs["last_command"] != "OPEN" || attrs["source"] != "command" {
 		t.Errorf("an OPEN with Smartcar down: attributes %v", attrs)
 	}
@@ -255,9 +255,8 @@ func TestSmartcarDownThenBack(t *testing.T) {
 	user.waitPayload(0, teslaTopics.LastError, "NETWORK")
 
 	f.up()
-	user.publish(teslaTopics.Refresh, false, "")
+	waitRead(user, user, teslaTopics)
 	n = user.count()
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
 	if calls := e.doorCalls(); len(calls) != 1 {
@@ -279,13 +278,13 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 	f.delay.Store(int64(3 * time.Second)) // longer than SMARTCAR_TIMEOUT
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
-	attrs := user.waitAttributes(opening, hasErrorType("TIMEOUT"))
+	attrs := user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("TIMEOUT"))
 	if attrs["last_command"] != "OPEN" || attrs["source"] != "command" {
 		t.Errorf("a timed-out OPEN: attributes %v", attrs)
 	}
 	// The car may have acted: the bridge reads instead of re-sending; the read times
 	// out too while Smartcar is slow.
-	user.waitAttributes(opening, func(a map[string]any) bool { return a["source"] == "poll" && hasErrorType("TIMEOUT")(a) })
+	user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && hasErrorType("TIMEOUT")(a) })
 	if got := f.doors.Load(); got != 1 {
 		t.Fatalf("a timed-out command was sent %d times, want 1", got)
 	}
@@ -294,7 +293,7 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 	f.delay.Store(0)
 	n = user.count()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
 	if got := f.doors.Load(); got != 2 {
@@ -317,7 +316,7 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 	e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 502, Times: -1})
 
 	user.publish(teslaTopics.Refresh, false, "")
-	attrs := user.waitAttributes(n, hasErrorType("SERVER"))
+	attrs := user.waitAttributes(n, teslaTopics.Attributes, hasErrorType("SERVER"))
 	if errorOf(attrs)["status_code"] != 500.0 || errorOf(attrs)["request_id"] == "" {
 		t.Errorf("a refresh during a 500 outage: attributes %v", attrs)
 	}
@@ -329,7 +328,7 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 	n = user.count()
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
-	attrs = user.waitAttributes(opening, hasErrorType("UPSTREAM"))
+	attrs = user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("UPSTREAM"))
 	if attrs["last_command"] != "OPEN" || errorOf(attrs)["status_code"] != 502.0 {
 		t.Errorf("an OPEN during a 502 outage: attributes %v", attrs)
 	}
@@ -340,12 +339,12 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 	// Still failing: the fault is not a one-off.
 	reads = chargeReads(e)
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, hasErrorType("SERVER"))
+	user.waitAttributes(n, teslaTopics.Attributes, hasErrorType("SERVER"))
 
 	e.sim.ClearFaults()
 	n = user.count()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	user.waitPayload(n, teslaTopics.LastError, "none")
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
@@ -541,7 +540,7 @@ func TestUnwritableDataDir(t *testing.T) {
 
 	// Still serving: a read and a command work, each one call.
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	user.publish(teslaTopics.Command, false, "CLOSE")
 	user.waitPayload(n, teslaTopics.State, "closed")
 	if calls := e.doorCalls(); len(calls) != 2 {
@@ -589,7 +588,7 @@ func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
 	before := len(e.sim.Requests())
 	for i := range 2 {
 		user.publish(teslaTopics.Refresh, false, "")
-		attrs := user.waitAttributes(n, func(a map[string]any) bool {
+		attrs := user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool {
 			return a["result"] == "error" && strings.Contains(fmt.Sprint(errorOf(a)["description"]), "persist refreshed token")
 		})
 		if i == 0 {
@@ -607,7 +606,7 @@ func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
 	restored = true
 	n = user.count()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	run.stop(t)
 	checkDataFiles(t, e.dataDir, moved)
 
@@ -616,7 +615,7 @@ func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
 	e.startBridge()
 	n = user.count()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
 	for _, r := range e.sim.Requests() {
 		if r.Path == "/oauth/token" && r.Status != http.StatusOK {
 			t.Errorf("the token endpoint refused a refresh (%d): a rotated pair was lost", r.Status)

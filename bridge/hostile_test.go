@@ -67,7 +67,7 @@ func TestHostileCommandTraffic(t *testing.T) {
 		}
 		api := len(e.sim.Requests())
 		// A refresh after the garbage is read once the worker has handled the rest.
-		waitRead(watch, attacker)
+		waitRead(watch, attacker, teslaTopics)
 		if reqs := e.sim.Requests()[api:]; len(reqs) != 1 || !strings.HasSuffix(reqs[0].Path, "/tesla/charge") {
 			t.Fatalf("the garbage cost Smartcar calls: %+v", reqs)
 		}
@@ -97,7 +97,7 @@ func TestHostileCommandTraffic(t *testing.T) {
 			t.Fatalf("%d door calls reached Smartcar while the first was in flight", front.doors.Load())
 		}
 		release()
-		waitRead(watch, attacker)
+		waitRead(watch, attacker, teslaTopics)
 		calls := e.doorCalls()
 		if len(calls) == 0 || len(calls) > 2 {
 			t.Fatalf("%d commands made %d door calls, want 1 or 2", burstSize+1, len(calls))
@@ -318,13 +318,15 @@ func heapInUse() uint64 {
 
 func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
-// waitRead presses Refresh and waits for the result of that read: attributes of a
-// successful poll made after the press (a republished older read does not count).
-func waitRead(watch, user *recorder) {
+// waitRead presses a vehicle's Refresh and waits for the result of that read:
+// attributes of a successful poll made after the press (a republished older read
+// does not count). A worker takes a queued command before a read, so once it
+// returns, every command published before the press has been handled too.
+func waitRead(watch, user *recorder, vehicle discovery.Topics) {
 	watch.t.Helper()
 	pressed := time.Now()
-	user.publish(teslaTopics.Refresh, false, "PRESS")
-	watch.waitAttributes(0, func(a map[string]any) bool {
+	user.publish(vehicle.Refresh, false, "PRESS")
+	watch.waitAttributes(0, vehicle.Attributes, func(a map[string]any) bool {
 		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(a["updated_at"]))
 		return err == nil && !at.Before(pressed) && a["source"] == "poll" && a["result"] == "success"
 	})

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -63,4 +64,27 @@ func TestShutdownPublishesOfflineQuickly(t *testing.T) {
 		}
 		user.waitPayload(n, discovery.StatusTopic(base), "offline")
 	})
+}
+
+// New refuses what discovery would: a vehicle id Home Assistant cannot take (which
+// would also name its state file), or settings without an origin name.
+func TestNewRejectsWhatDiscoveryRejects(t *testing.T) {
+	good := Options{
+		MQTT: MQTTOptions{URL: "tcp://127.0.0.1:1883", ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix,
+		HAStatusTopic: haStatus, Origin: discovery.Origin{Name: "smartcar2mqtt"}, DataDir: t.TempDir(), Log: testLog(t),
+	}
+	car := func(id string) []Vehicle {
+		return []Vehicle{{Vehicle: smartcar.Vehicle{ID: id, Make: "TESLA"}, Permissions: []string{"read_charge", "control_charge"}}}
+	}
+	if _, err := New(nil, car(tesla), good); err != nil {
+		t.Fatalf("New with a valid vehicle: %v", err)
+	}
+	if _, err := New(nil, car("../evil id"), good); !errors.Is(err, discovery.ErrInvalidVehicleID) {
+		t.Errorf("New with an invalid vehicle id: error %v, want %v", err, discovery.ErrInvalidVehicleID)
+	}
+	noName := good
+	noName.Origin.Name = ""
+	if _, err := New(nil, car(tesla), noName); err == nil {
+		t.Error("New without an origin name: no error")
+	}
 }

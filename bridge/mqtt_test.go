@@ -31,10 +31,20 @@ type recorder struct {
 // connectRecorder connects to url and subscribes to filters (QoS 1).
 func connectRecorder(t *testing.T, url, user, pass string, filters ...string) *recorder {
 	t.Helper()
+	return connectRecorderWith(t, url, user, pass, nil, filters...)
+}
+
+// connectRecorderWith is connectRecorder with a hook that adjusts the client's options
+// (TLS settings, say) before it connects; nil changes nothing.
+func connectRecorderWith(t *testing.T, url, user, pass string, configure func(*mqtt.ClientOptions), filters ...string) *recorder {
+	t.Helper()
 	r := &recorder{t: t, changed: make(chan struct{})}
 	opts := mqtt.NewClientOptions().AddBroker(url).SetUsername(user).SetPassword(pass).
 		SetClientID(fmt.Sprintf("test-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true)
+	if configure != nil {
+		configure(opts)
+	}
 	r.client = mqtt.NewClient(opts)
 	if tok := r.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("test client: connect to %s: %v", url, tok.Error())

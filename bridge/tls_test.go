@@ -143,17 +143,10 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 	e.userURL, e.user, e.pass = "", "", ""
 	e.startBridge()
 
-	watch := mqtt.NewClientOptions().AddBroker(m.URL()).SetClientID("tls-watcher").SetAutoReconnect(false).
-		SetTLSConfig(&tls.Config{RootCAs: mustPool(t, certFile), MinVersion: tls.VersionTLS12})
-	r := &recorder{t: t, changed: make(chan struct{})}
-	r.client = mqtt.NewClient(watch)
-	if tok := r.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("watcher over TLS: %v", tok.Error())
+	trustCA := func(o *mqtt.ClientOptions) {
+		o.SetTLSConfig(&tls.Config{RootCAs: mustPool(t, certFile), MinVersion: tls.VersionTLS12})
 	}
-	defer r.client.Disconnect(50)
-	if tok := r.client.Subscribe(base+"/#", 1, r.record); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
+	r := connectRecorderWith(t, m.URL(), "", "", trustCA, base+"/#")
 	n := ready(r, "closed")
 	r.publish(teslaTopics.Command, false, "OPEN")
 	r.waitPayload(n, teslaTopics.State, "open")

@@ -57,7 +57,6 @@ type worker struct {
 	poll    time.Duration
 	probe   time.Duration // loginProbeInterval
 	stagger time.Duration // added once to the first poll after a cold start
-	now     func() time.Time
 
 	state     string
 	attrs     attributes
@@ -152,7 +151,7 @@ func (w *worker) restore() {
 		return
 	}
 	if w.known.IsZero() {
-		w.due = w.now() // cold start: one read for the initial state
+		w.due = time.Now() // cold start: one read for the initial state
 		return
 	}
 	w.scheduleAfter(w.known)
@@ -172,7 +171,7 @@ func (w *worker) arm(t *time.Timer) {
 		t.Stop()
 		return
 	}
-	t.Reset(max(0, w.due.Sub(w.now())))
+	t.Reset(max(0, time.Until(w.due)))
 }
 
 func (w *worker) command(ctx context.Context, a smartcar.Action) {
@@ -184,7 +183,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.setState(transit)
 	w.log.WithField("action", a).Info("sending charge port command to Smartcar")
 	err := w.car.ChargePortDoor(ctx, w.vehicle.Vehicle, a)
-	now := w.now()
+	now := time.Now()
 	w.attrs = attributes{LastCommand: string(a), Source: "command", UpdatedAt: &now}
 	if err == nil {
 		w.attrs.Result = "success"
@@ -192,7 +191,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 		w.learned(now) // kept in DATA_DIR before it is announced
 		w.setState(target)
 		w.publishAttributes()
-		w.publishDiagnostics()
+		w.publishLastError()
 		w.healthy()
 		return
 	}
@@ -200,7 +199,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.log.WithError(err).WithField("action", a).Warn("charge port command failed")
 	w.setState(before)
 	w.publishAttributes()
-	w.publishDiagnostics()
+	w.publishLastError()
 	w.remember()
 	w.failed(err)
 	// A command that timed out may still have reached the car: learn the truth with a
@@ -212,12 +211,12 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 
 func (w *worker) read(ctx context.Context) {
 	charge, err := w.car.TeslaCharge(ctx, w.vehicle.ID)
-	now := w.now()
+	now := time.Now()
 	if err != nil {
 		w.log.WithError(err).Warn("reading the charge port state failed")
 		w.attrs.Result, w.attrs.Error, w.attrs.Source, w.attrs.UpdatedAt = "error", newErrorInfo(err), "poll", &now
 		w.publishAttributes()
-		w.publishDiagnostics()
+		w.publishLastError() // the last read is still the last successful one
 		w.remember()
 		// Keep the cadence after a failure: retrying sooner spends quota on a car
 		// that is asleep or unreachable.
@@ -239,7 +238,8 @@ func (w *worker) read(ctx context.Context) {
 	w.setState(w.state)
 	w.publishAttributes()
 	w.publishCompanions()
-	w.publishDiagnostics()
+	w.publishLastRead()
+	w.publishLastError()
 	w.healthy()
 }
 
@@ -260,9 +260,7 @@ func (w *worker) failed(err error) {
 	var se *smartcar.Error
 	switch {
 	case smartcar.IsInvalidGrant(err), errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
-		w.loginLost = true
-		w.setAvailable(false)
-		w.due = w.now().Add(w.probe)
+		w.loginRefused()
 		w.login.lost(err)
 	case errors.As(err, &se) && (se.StatusCode == http.StatusForbidden || se.StatusCode == http.StatusNotFound):
 		// Access revoked, a permission withdrawn, or the vehicle gone: what we
@@ -274,6 +272,14 @@ func (w *worker) failed(err error) {
 			w.stale(w.vehicle.ID, err)
 		}
 	}
+}
+
+// loginRefused takes the vehicle offline until a login check, which costs no Smartcar
+// call, finds a working login: the first one is due after the probe interval.
+func (w *worker) loginRefused() {
+	w.loginLost = true
+	w.setAvailable(false)
+	w.due = time.Now().Add(w.probe)
 }
 
 // healthy records a call that worked: the vehicle is served again.
@@ -289,9 +295,7 @@ func (w *worker) healthy() {
 // then every loginProbeInterval until it works again.
 func (w *worker) checkLogin(ctx context.Context) {
 	if err := w.car.CheckLogin(ctx); err != nil {
-		w.loginLost = true
-		w.setAvailable(false)
-		w.due = w.now().Add(w.probe)
+		w.loginRefused()
 		return
 	}
 	if !w.loginLost {
@@ -342,7 +346,8 @@ func (w *worker) publishAll() {
 	w.out.publish(w.topics.State, true, []byte(w.state))
 	w.publishAttributes()
 	w.publishCompanions()
-	w.publishDiagnostics()
+	w.publishLastRead()
+	w.publishLastError()
 }
 
 // publishCompanions sends the entities that come with a read (plugged in, charging
@@ -360,9 +365,9 @@ func (w *worker) publishCompanions() {
 	}
 }
 
-// publishDiagnostics sends the last Smartcar error (from the last call's result) and
-// the time of the last successful read.
-func (w *worker) publishDiagnostics() {
+// publishLastError sends the last Smartcar error, from the last call's result: after
+// every call, and last of what a call publishes.
+func (w *worker) publishLastError() {
 	if !w.vehicle.canRead() {
 		return
 	}
@@ -377,6 +382,14 @@ func (w *worker) publishDiagnostics() {
 	state, attrs := lastErrorPayloads(failure, at)
 	w.out.publish(w.topics.LastError, true, []byte(state))
 	w.out.publish(w.topics.LastErrorAttributes, true, attrs)
+}
+
+// publishLastRead sends the time of the last successful read: after a read, and with
+// everything else; a command or a failed read does not change it.
+func (w *worker) publishLastRead() {
+	if !w.vehicle.canRead() {
+		return
+	}
 	w.out.publish(w.topics.LastRead, true, []byte(discovery.TimestampPayload(w.readAt)))
 }
 
