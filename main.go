@@ -128,11 +128,7 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	if err != nil {
 		return fmt.Errorf("find the vehicles on the Smartcar account: %w", err)
 	}
-	vehicles := make([]bridge.Vehicle, 0, len(details))
-	for _, d := range details {
-		vehicles = append(vehicles, bridge.Vehicle{Vehicle: d.Vehicle, Permissions: d.Permissions})
-	}
-	log.WithField("vehicles", len(vehicles)).Info("vehicles found")
+	log.WithField("vehicles", len(details)).Info("vehicles found")
 
 	mqttOpts := bridge.MQTTOptions{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(), CAFile: cfg.MQTTCAFile, ClientID: cfg.MQTTClientID}
 	if cfg.EmbeddedBroker() {
@@ -149,7 +145,7 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		mqttOpts.URL, mqttOpts.Username, mqttOpts.Password = creds.URL, creds.Username, creds.Password
 	}
 
-	b, err := bridge.New(client, vehicles, bridge.Options{
+	b, err := bridge.New(client, details, bridge.Options{
 		MQTT:            mqttOpts,
 		BaseTopic:       cfg.MQTTBaseTopic,
 		DiscoveryPrefix: cfg.HADiscoveryPrefix,

@@ -185,14 +185,10 @@ func benchCommand(b *testing.B, keepState bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	client := w.client(ctx, "bridge")
 	fleet := smartcar.FleetCache{Path: filepath.Join(w.dataDir, "vehicles.json"), MaxAge: time.Hour}
-	details, err := fleet.Vehicles(ctx, client, nil)
+	vehicles, err := fleet.Vehicles(ctx, client, nil)
 	if err != nil {
 		cancel()
 		b.Fatalf("vehicles: %v", err)
-	}
-	var vehicles []Vehicle
-	for _, d := range details {
-		vehicles = append(vehicles, Vehicle{Vehicle: d.Vehicle, Permissions: d.Permissions})
 	}
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)

@@ -116,7 +116,7 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	}
 	settings := discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin}
 	for _, v := range vehicles {
-		payload, err := discovery.Config(settings, v.discovery())
+		payload, err := discovery.Config(settings, discoveryVehicle(v))
 		if err != nil {
 			return nil, fmt.Errorf("discovery for vehicle %q: %w", v.ID, err)
 		}
@@ -133,13 +133,13 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	var served []Vehicle
 	for _, v := range vehicles {
 		fields := logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}
-		if why := v.whyNoDoor(); why != "" {
+		if ok, why := v.ChargePortDoorSupport(); !ok {
 			b.log.WithFields(fields).Infof("no charge port cover for this vehicle: %s", why)
 		}
-		if v.isTesla() && !v.canRead() {
+		if v.IsTesla() && !v.CanReadCharge() {
 			b.log.WithFields(fields).Info("the read_charge permission was not granted: no polling and no charge sensors; the door state stays unknown until a command")
 		}
-		if v.hasDoor() || v.canRead() {
+		if hasDoor(v) || v.CanReadCharge() {
 			served = append(served, v)
 		}
 	}
@@ -160,7 +160,7 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 			state:     stateUnknown,
 			available: true,
 		}
-		if v.canRead() && opts.PollInterval > 0 {
+		if v.CanReadCharge() && opts.PollInterval > 0 {
 			// Spread the polls of several cars over the interval instead of
 			// spending their calls in one burst.
 			w.stagger = opts.PollInterval * time.Duration(readers) / time.Duration(len(served))
@@ -380,8 +380,8 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	case routeRefresh:
 		w.mail.requestRead()
 	case routeCommand:
-		if !w.vehicle.hasDoor() {
-			log().Warnf("command ignored: %s", w.vehicle.whyNoDoor())
+		if ok, why := w.vehicle.ChargePortDoorSupport(); !ok {
+			log().Warnf("command ignored: %s", why)
 			return
 		}
 		a, err := parseCommand(m.Payload())

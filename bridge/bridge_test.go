@@ -139,7 +139,7 @@ func (e *env) startBridge() *running {
 	}
 	client := smartcar.NewClient(e.api, tokens, append([]smartcar.Option{smartcar.WithTimeout(30 * time.Second)}, e.clientOpts...)...)
 	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
-	details, err := fleet.Vehicles(ctx, client, e.only)
+	vehicles, err := fleet.Vehicles(ctx, client, e.only)
 	if err != nil {
 		cancel()
 		e.t.Fatalf("vehicles: %v", err)
@@ -147,10 +147,6 @@ func (e *env) startBridge() *running {
 	log := e.log
 	if log == nil {
 		log = testLog(e.t)
-	}
-	var vehicles []Vehicle
-	for _, d := range details {
-		vehicles = append(vehicles, Vehicle{Vehicle: d.Vehicle, Permissions: d.Permissions})
 	}
 	b, err := New(client, vehicles, Options{
 		MQTT: e.mqtt, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus,

@@ -147,7 +147,7 @@ func (w *worker) restore() {
 		w.charge, w.readAt = saved.Charge, saved.ReadAt
 	}
 	w.gauges.set(w.available, w.known)
-	if !w.vehicle.canRead() {
+	if !w.vehicle.CanReadCharge() {
 		return
 	}
 	if w.known.IsZero() {
@@ -160,7 +160,7 @@ func (w *worker) restore() {
 // scheduleAfter plans the next poll one interval after the state was learned.
 func (w *worker) scheduleAfter(learned time.Time) {
 	w.due = time.Time{}
-	if w.poll > 0 && w.vehicle.canRead() {
+	if w.poll > 0 && w.vehicle.CanReadCharge() {
 		w.due = learned.Add(w.poll + w.stagger)
 		w.stagger = 0
 	}
@@ -204,7 +204,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.failed(err)
 	// A command that timed out may still have reached the car: learn the truth with a
 	// read rather than guessing, and never by sending it again.
-	if w.vehicle.canRead() && isTimeout(err) {
+	if w.vehicle.CanReadCharge() && isTimeout(err) {
 		w.mail.requestRead()
 	}
 }
@@ -302,7 +302,7 @@ func (w *worker) checkLogin(ctx context.Context) {
 		return
 	}
 	w.healthy()
-	if w.vehicle.canRead() {
+	if w.vehicle.CanReadCharge() {
 		w.mail.requestRead() // what changed while we were away
 	} else {
 		w.scheduleAfter(w.known)
@@ -353,7 +353,7 @@ func (w *worker) publishAll() {
 // publishCompanions sends the entities that come with a read (plugged in, charging
 // state, …): unknown until the first read.
 func (w *worker) publishCompanions() {
-	if !w.vehicle.canRead() {
+	if !w.vehicle.CanReadCharge() {
 		return
 	}
 	charge := w.charge
@@ -368,7 +368,7 @@ func (w *worker) publishCompanions() {
 // publishLastError sends the last Smartcar error, from the last call's result: after
 // every call, and last of what a call publishes.
 func (w *worker) publishLastError() {
-	if !w.vehicle.canRead() {
+	if !w.vehicle.CanReadCharge() {
 		return
 	}
 	var at time.Time
@@ -387,7 +387,7 @@ func (w *worker) publishLastError() {
 // publishLastRead sends the time of the last successful read: after a read, and with
 // everything else; a command or a failed read does not change it.
 func (w *worker) publishLastRead() {
-	if !w.vehicle.canRead() {
+	if !w.vehicle.CanReadCharge() {
 		return
 	}
 	w.out.publish(w.topics.LastRead, true, []byte(discovery.TimestampPayload(w.readAt)))

@@ -376,19 +376,6 @@ func (l *lockedWriter) printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format, args...)
 }
 
-// ChargePortDoorSupport says whether the daemon will offer the charge port
-// door for this vehicle (SPEC §1: Tesla, with control_charge granted), and
-// if not, why.
-func (d VehicleDetails) ChargePortDoorSupport() (bool, string) {
-	switch {
-	case !strings.EqualFold(d.Make, "tesla"):
-		return false, "Smartcar offers the charge port door command for Tesla only"
-	case !slices.Contains(d.Permissions, PermControlCharge):
-		return false, "permission control_charge not granted"
-	}
-	return true, ""
-}
-
 // PrintVehicles writes vs as a table: make, model, year, id, and whether the
 // charge port door is offered (and why not).
 func PrintVehicles(w io.Writer, vs []VehicleDetails) error {

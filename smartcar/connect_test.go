@@ -412,7 +412,7 @@ func TestPrintVehiclesTable(t *testing.T) {
 		{"MAKE", "MODEL", "YEAR", "ID", "CHARGE PORT DOOR"},
 		{"TESLA", "Model 3", "2021", SimTeslaID, "yes"},
 		{"FORD", "Mustang Mach-E", "2022", SimOtherID, "no: Smartcar offers the charge port door command for Tesla only"},
-		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted"},
+		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted (allow it in smartcar2mqtt auth)"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table:\n%s", b.String())

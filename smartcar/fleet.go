@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
@@ -16,6 +17,28 @@ import (
 type VehicleDetails struct {
 	Vehicle
 	Permissions []string `json:"permissions"`
+}
+
+// IsTesla: Smartcar offers the charge port door command and the tesla/charge
+// read for Tesla only (SPEC §1).
+func (d VehicleDetails) IsTesla() bool { return strings.EqualFold(d.Make, "tesla") }
+
+// ChargePortDoorSupport says whether the daemon will offer the charge port
+// door for this vehicle (Tesla, with control_charge granted), and if not, why.
+func (d VehicleDetails) ChargePortDoorSupport() (bool, string) {
+	switch {
+	case !d.IsTesla():
+		return false, "Smartcar offers the charge port door command for Tesla only"
+	case !slices.Contains(d.Permissions, PermControlCharge):
+		return false, "permission control_charge not granted (allow it in smartcar2mqtt auth)"
+	}
+	return true, ""
+}
+
+// CanReadCharge says whether the daemon may read the door state (Tesla, with
+// read_charge granted).
+func (d VehicleDetails) CanReadCharge() bool {
+	return d.IsTesla() && slices.Contains(d.Permissions, PermReadCharge)
 }
 
 // fleetSource is the part of Client a FleetCache reads through.
