@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,8 @@ type config struct {
 }
 
 // New builds a bridge for the given vehicles; Run connects and serves. It fails on
-// discovery settings or a vehicle id that Home Assistant would not take.
+// discovery settings Home Assistant would not take, and skips (logging why) a
+// vehicle whose id it would not take.
 func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 	if opts.loginProbe <= 0 {
 		opts.loginProbe = loginProbeInterval
@@ -114,6 +116,15 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		gone:        map[string]bool{},
 		goneReq:     make(chan struct{}, 1),
 	}
+	// An id from the account that cannot name a topic, a Home Assistant object or a
+	// state file (Smartcar's are UUIDs) costs that vehicle, not the others.
+	vehicles = slices.DeleteFunc(slices.Clone(vehicles), func(v Vehicle) bool {
+		err := discovery.ValidateVehicleID(v.ID)
+		if err != nil {
+			b.log.WithError(err).Error("vehicle skipped: its id cannot be used in MQTT topics or Home Assistant")
+		}
+		return err != nil
+	})
 	settings := discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin}
 	for _, v := range vehicles {
 		payload, err := discovery.Config(settings, discoveryVehicle(v))

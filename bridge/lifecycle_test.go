@@ -1,7 +1,8 @@
 package bridge
 
 import (
-	"errors"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func TestShutdownPublishesOfflineQuickly(t *testing.T) {
 
 // New refuses what discovery would: a vehicle id Home Assistant cannot take (which
 // would also name its state file), or settings without an origin name.
-func TestNewRejectsWhatDiscoveryRejects(t *testing.T) {
+func TestNewTakesOnlyWhatDiscoveryTakes(t *testing.T) {
 	good := Options{
 		MQTT: MQTTOptions{URL: "tcp://127.0.0.1:1883", ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix,
 		HAStatusTopic: haStatus, Origin: discovery.Origin{Name: "smartcar2mqtt"}, DataDir: t.TempDir(), Log: testLog(t),
@@ -79,8 +80,14 @@ func TestNewRejectsWhatDiscoveryRejects(t *testing.T) {
 	if _, err := New(nil, car(tesla), good); err != nil {
 		t.Fatalf("New with a valid vehicle: %v", err)
 	}
-	if _, err := New(nil, car("../evil id"), good); !errors.Is(err, discovery.ErrInvalidVehicleID) {
-		t.Errorf("New with an invalid vehicle id: error %v, want %v", err, discovery.ErrInvalidVehicleID)
+	// A bad id from the account costs that vehicle only: no worker, no state file
+	// path built from it, no discovery; the others are served.
+	b, err := New(nil, append(car("../evil id"), car(tesla)...), good)
+	if err != nil {
+		t.Fatalf("New with one invalid vehicle id among good ones: %v", err)
+	}
+	if len(b.workers) != 1 || b.workers[tesla] == nil || len(b.configs) != 1 {
+		t.Errorf("workers %v, %d configs: want only %s", slices.Collect(maps.Keys(b.workers)), len(b.configs), tesla)
 	}
 	noName := good
 	noName.Origin.Name = ""
