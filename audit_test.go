@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -33,61 +35,101 @@ func tokenSecrets(dataDir string) []string {
 var (
 	listenField = regexp.MustCompile(`listen="?([0-9.]+:[0-9]+)`)
 	stateDir    = regexp.MustCompile(`State is kept in (.+)\. Stop with`)
+	bearer      = regexp.MustCompile(`Bearer (\S+)`)
 )
 
-// TestLogAudit runs the demo as a user would, at LOG_LEVEL=debug, through a whole
+const auditBrokerUser, auditBrokerPassword = "ha-audit", "broker-pw-6c1f0e2d"
+
+// TestLogAudit runs the daemon as a user would, at LOG_LEVEL=debug, through a whole
 // session: connect, OPEN, a refresh, /metrics and /healthz, SIGTERM. Then no secret
 // may appear in anything it printed or served: the client secret, the broker
-// password, or any access or refresh token the store held during the run.
+// password, or any token of the run. With API v3 the application token opens every
+// car of the app, so it is worth more than a v2.0 user's token.
 func TestLogAudit(t *testing.T) {
-	httpAddr := freeAddr(t)
-	dataDir := t.TempDir()
-	const brokerUser, brokerPassword = "ha-audit", "broker-pw-6c1f0e2d"
-	d := startDemo(t,
-		"DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr,
-		"BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug",
-		"BROKER_USERNAME="+brokerUser, "BROKER_PASSWORD="+brokerPassword,
-	)
-	stdout, stderr := d.stdout, d.stderr
-
-	// Every token the store holds at some point of the run, as early as we can see it:
-	// the demo's seed refresh token is written before the help is printed.
-	// The help says where the state is (DATA_DIR/demo: the demo keeps its simulated
-	// login apart from a real one).
-	where := stateDir.FindStringSubmatch(stdout.WaitLine(t, "State is kept in", 20*time.Second))
-	if where == nil || !strings.HasPrefix(where[1], dataDir) {
-		t.Fatalf("the demo help does not say where the state is kept, under %s:\n%s", dataDir, stdout.Text())
-	}
-	secrets := map[string]bool{}
-	grab := func() {
-		for _, s := range tokenSecrets(where[1]) {
-			secrets[s] = true
+	t.Run("v3", func(t *testing.T) {
+		// The daemon itself (`run`) against a simulator of the test's own, whose
+		// request log shows every application token the daemon was given.
+		const secret = "audit-api-secret-9f3b"
+		sim := smartcarsim.New(smartcarsim.Options{APIClientID: "client_audit", APIClientSecret: secret, ApplicationID: "app"})
+		srv := httptest.NewServer(sim)
+		defer srv.Close()
+		httpAddr := freeAddr(t)
+		d := startMain(t, []string{
+			"SMARTCAR_CLIENT_ID=client_audit", "SMARTCAR_CLIENT_SECRET=" + secret,
+			"SMARTCAR_API_URL=" + srv.URL + "/v3", "SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth2/token",
+			"DATA_DIR=" + t.TempDir(), "HTTP_LISTEN=" + httpAddr, "BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug",
+			"BROKER_USERNAME=" + auditBrokerUser, "BROKER_PASSWORD=" + auditBrokerPassword,
+		}, "run")
+		pages := driveSession(t, d, httpAddr, `endpoint="charge_port_command"`, func() {})
+		tokens := map[string]bool{}
+		for _, r := range sim.Requests() {
+			if m := bearer.FindStringSubmatch(r.Authorization); m != nil {
+				tokens[m[1]] = true
+			}
 		}
-	}
-	grab()
-	if !strings.Contains(stdout.Text(), smartcar.SimTeslaID) {
-		t.Errorf("the demo help does not name the vehicle:\n%s", stdout.Text())
-	}
-	m := listenField.FindStringSubmatch(stderr.WaitLine(t, "embedded MQTT broker started", 20*time.Second))
+		if len(tokens) < 1 {
+			t.Fatal("the simulator saw no application token: the audit would prove little")
+		}
+		audit(t, d, pages, map[string]string{"the client secret": secret}, tokens)
+	})
+	t.Run("v2", func(t *testing.T) {
+		// The demo on the legacy path: every token its token store held.
+		httpAddr := freeAddr(t)
+		dataDir := t.TempDir()
+		d := startDemo(t, "SMARTCAR_API_VERSION=v2",
+			"DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr,
+			"BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug",
+			"BROKER_USERNAME="+auditBrokerUser, "BROKER_PASSWORD="+auditBrokerPassword,
+		)
+		// The demo's seed refresh token is written before the help is printed, which
+		// says where the state is (DATA_DIR/demo: apart from a real login).
+		where := stateDir.FindStringSubmatch(d.stdout.WaitLine(t, "State is kept in", 20*time.Second))
+		if where == nil || !strings.HasPrefix(where[1], dataDir) {
+			t.Fatalf("the demo help does not say where the state is kept, under %s:\n%s", dataDir, d.stdout.Text())
+		}
+		if !strings.Contains(d.stdout.Text(), smartcarsim.TeslaID) {
+			t.Errorf("the demo help does not name the vehicle:\n%s", d.stdout.Text())
+		}
+		tokens := map[string]bool{}
+		grab := func() {
+			for _, s := range tokenSecrets(where[1]) {
+				tokens[s] = true
+			}
+		}
+		grab()
+		pages := driveSession(t, d, httpAddr, `endpoint="charge_port_door"`, grab)
+		grab()
+		if len(tokens) < 2 {
+			t.Fatalf("only %d tokens collected from the token store: the audit would prove little", len(tokens))
+		}
+		audit(t, d, pages, map[string]string{"the client secret": "demo-secret"}, tokens)
+	})
+}
+
+// driveSession plays Home Assistant against the running daemon: OPEN, a refresh,
+// /metrics and /healthz, then SIGTERM. grab runs at each step, to collect the tokens
+// of the moment. It returns the two pages.
+func driveSession(t *testing.T, d *child, httpAddr, doorMetric string, grab func()) []string {
+	t.Helper()
+	m := listenField.FindStringSubmatch(d.stderr.WaitLine(t, "embedded MQTT broker started", 20*time.Second))
 	if m == nil {
-		t.Fatalf("no listen address in the broker's start line:\n%s", stderr.Text())
+		t.Fatalf("no listen address in the broker's start line:\n%s", d.stderr.Text())
 	}
-	stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
 	grab()
 
-	// Home Assistant, with the broker account.
 	type msg struct{ topic, payload string }
 	var mu sync.Mutex
 	var got []msg
 	changed := make(chan struct{})
 	opts := mqtt.NewClientOptions().AddBroker("tcp://" + m[1]).SetClientID("audit-ha").
-		SetUsername(brokerUser).SetPassword(brokerPassword).SetAutoReconnect(false)
+		SetUsername(auditBrokerUser).SetPassword(auditBrokerPassword).SetAutoReconnect(false)
 	ha := mqtt.NewClient(opts)
 	if tok := ha.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect to the demo's broker at %s: %v", m[1], tok.Error())
+		t.Fatalf("connect to the daemon's broker at %s: %v", m[1], tok.Error())
 	}
 	defer ha.Disconnect(50)
-	const base = "smartcar2mqtt/" + smartcar.SimTeslaID
+	const base = "smartcar2mqtt/" + smartcarsim.TeslaID
 	if tok := ha.Subscribe(base+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
 		mu.Lock()
 		got = append(got, msg{m.Topic(), string(m.Payload())})
@@ -113,7 +155,7 @@ func TestLogAudit(t *testing.T) {
 			select {
 			case <-ch:
 			case <-deadline.C:
-				t.Fatalf("no %s from the demo within 20 s; got %v", what, msgs)
+				t.Fatalf("no %s from the daemon within 20 s; got %v", what, msgs)
 			}
 		}
 	}
@@ -140,25 +182,23 @@ func TestLogAudit(t *testing.T) {
 	grab()
 
 	pages := fetchPages(t, httpAddr, "/metrics", "/healthz")
-	if !strings.Contains(pages[0], `endpoint="charge_port_door"`) {
-		t.Errorf("/metrics does not count the door command: the session did not happen as planned\n%s", pages[0])
+	if !strings.Contains(pages[0], doorMetric) {
+		t.Errorf("/metrics does not count the door command (%s): the session did not happen as planned\n%s", doorMetric, pages[0])
 	}
-
 	d.stop(t)
-	grab()
+	return pages
+}
 
-	if len(secrets) < 2 {
-		t.Fatalf("only %d tokens collected from the token store: the audit would prove little", len(secrets))
-	}
+// audit looks for every secret, and for the head and tail of every token, in what
+// the daemon printed and served.
+func audit(t *testing.T, d *child, pages []string, needles map[string]string, tokens map[string]bool) {
+	t.Helper()
 	audited := map[string]string{
-		"stdout": stdout.Text(), "stderr": stderr.Text(), "/metrics": pages[0], "/healthz": pages[1],
+		"stdout": d.stdout.Text(), "stderr": d.stderr.Text(), "/metrics": pages[0], "/healthz": pages[1],
 	}
-	needles := map[string]string{
-		"the client secret":   "demo-secret",
-		"the broker password": brokerPassword,
-	}
+	needles["the broker password"] = auditBrokerPassword
 	i := 0
-	for s := range secrets {
+	for s := range tokens {
 		i++
 		kind := "an access token"
 		if strings.HasPrefix(s, "sim-rt-") {
@@ -167,7 +207,7 @@ func TestLogAudit(t *testing.T) {
 		needles[fmt.Sprintf("%s (#%d)", kind, i)] = s
 		// A token cut short in a log line is still a leak: look for its random part's
 		// head and tail too.
-		if random := strings.TrimPrefix(strings.TrimPrefix(s, "sim-at-"), "sim-rt-"); len(random) >= 24 {
+		if random := s[strings.LastIndex(s, "-")+1:]; len(random) >= 24 {
 			needles[fmt.Sprintf("the head of %s (#%d)", kind, i)] = random[:12]
 			needles[fmt.Sprintf("the tail of %s (#%d)", kind, i)] = random[len(random)-12:]
 		}
@@ -179,9 +219,9 @@ func TestLogAudit(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("audited %d lines of stdout, %d of stderr, /metrics (%d bytes) and /healthz for %d secrets (%d tokens seen in the store)",
-		strings.Count(stdout.Text(), "\n")+1, strings.Count(stderr.Text(), "\n")+1, len(pages[0]), len(needles), len(secrets))
-	if !strings.Contains(stderr.Text(), "level=debug") {
-		t.Log("note: the run logged nothing at debug level")
+	t.Logf("audited %d lines of stdout, %d of stderr, /metrics (%d bytes) and /healthz for %d secrets (%d tokens)",
+		strings.Count(d.stdout.Text(), "\n")+1, strings.Count(d.stderr.Text(), "\n")+1, len(pages[0]), len(needles), len(tokens))
+	if !strings.Contains(d.stderr.Text(), "level=debug") {
+		t.Error("the run logged nothing at debug level: the audit would prove little")
 	}
 }

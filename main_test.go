@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -223,7 +225,7 @@ func TestHelpAndVersion(t *testing.T) {
 // client plays the browser through the simulator's Connect and back to the child's
 // callback, and the child stores the tokens and lists the vehicles.
 func TestAuthCommand(t *testing.T) {
-	sim := smartcar.NewSimulator(smartcar.SimOptions{ClientID: "cid", ClientSecret: "csecret-value"})
+	sim := smartcarsim.New(smartcarsim.Options{ClientID: "cid", ClientSecret: "csecret-value"})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	callback := freeAddr(t)
@@ -253,7 +255,7 @@ func TestAuthCommand(t *testing.T) {
 	}
 	c.wait(t, 20*time.Second)
 	text := c.stdout.Text()
-	for _, want := range []string{"Model 3", smartcar.SimTeslaID, "Mustang"} {
+	for _, want := range []string{"Model 3", smartcarsim.TeslaID, "Mustang"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("auth output lacks %q:\n%s", want, text)
 		}
@@ -267,37 +269,50 @@ func TestAuthCommand(t *testing.T) {
 	}
 }
 
-// The demo as a user (and Docker's HEALTHCHECK) sees it: healthy once up, both
-// pages served, and its state kept apart from a real login. TestLogAudit checks
-// that no page shows a secret.
+// The demo as a user (and Docker's HEALTHCHECK) sees it, on API v3 by default and on
+// the legacy v2.0 path: healthy once up, both pages served, and its state kept apart
+// from a real login. TestLogAudit checks that no page shows a secret.
 func TestDemoHealthAndMetrics(t *testing.T) {
-	httpAddr := freeAddr(t)
-	dataDir := t.TempDir()
-	d := startDemo(t, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0")
-	// Up when it says it connected to the broker: wait on that line, not a clock.
-	d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	for _, tt := range []struct {
+		name, env, readMetric, startLine string
+	}{
+		{"v3 by default", "SMARTCAR_API_VERSION=", `endpoint="signals",outcome="ok"`, "using Smartcar API v3"},
+		{"v2", "SMARTCAR_API_VERSION=v2", `endpoint="tesla_charge",outcome="ok"`, "using Smartcar API v2"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			httpAddr := freeAddr(t)
+			dataDir := t.TempDir()
+			d := startDemo(t, tt.env, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0")
+			d.stderr.WaitLine(t, tt.startLine, 20*time.Second)
+			// Up when it says it connected to the broker: wait on that line, not a clock.
+			d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
 
-	probe := exec.Command(d.cmd.Path, "healthcheck")
-	probe.Env = d.cmd.Env
-	if out, err := probe.CombinedOutput(); err != nil {
-		t.Fatalf("healthcheck: %v\n%s", err, out)
-	}
-	pages := fetchPages(t, httpAddr, "/healthz", "/metrics")
-	if !strings.Contains(pages[1], `smartcar2mqtt_smartcar_calls_total{endpoint="tesla_charge",outcome="ok"}`) {
-		t.Errorf("/metrics lacks the call counts:\n%s", pages[1])
-	}
-	// The demo keeps to DATA_DIR/demo: a real login beside it is never touched.
-	if _, err := smartcar.NewTokenStore(dataDir).Load(); !errors.Is(err, smartcar.ErrNoToken) {
-		t.Errorf("the demo wrote a token store at DATA_DIR itself: %v", err)
-	}
-	if _, err := smartcar.NewTokenStore(filepath.Join(dataDir, "demo")).Load(); err != nil {
-		t.Errorf("no token store at DATA_DIR/demo: %v", err)
-	}
+			probe := exec.Command(d.cmd.Path, "healthcheck")
+			probe.Env = d.cmd.Env
+			if out, err := probe.CombinedOutput(); err != nil {
+				t.Fatalf("healthcheck: %v\n%s", err, out)
+			}
+			pages := fetchPages(t, httpAddr, "/healthz", "/metrics")
+			if !strings.Contains(pages[1], "smartcar2mqtt_smartcar_calls_total{"+tt.readMetric+"}") {
+				t.Errorf("/metrics lacks the call counts of the read:\n%s", pages[1])
+			}
+			// The demo keeps to DATA_DIR/demo: a real login beside it is never touched.
+			if _, err := smartcar.NewTokenStore(dataDir).Load(); !errors.Is(err, smartcar.ErrNoToken) {
+				t.Errorf("the demo wrote a token store at DATA_DIR itself: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dataDir, smartcar.FleetFile)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the demo wrote a vehicle cache at DATA_DIR itself: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(dataDir, "demo", smartcar.FleetFile)); err != nil {
+				t.Errorf("no vehicle cache at DATA_DIR/demo: %v", err)
+			}
 
-	d.stop(t)
-	probe = exec.Command(d.cmd.Path, "healthcheck")
-	probe.Env = d.cmd.Env
-	if err := probe.Run(); err == nil {
-		t.Error("healthcheck says healthy after the daemon stopped")
+			d.stop(t)
+			probe = exec.Command(d.cmd.Path, "healthcheck")
+			probe.Env = d.cmd.Env
+			if err := probe.Run(); err == nil {
+				t.Error("healthcheck says healthy after the daemon stopped")
+			}
+		})
 	}
 }

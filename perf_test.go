@@ -18,11 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // Issue 6's process-level numbers: the daemon as users run it (built as the
@@ -50,7 +51,7 @@ type daemonRun struct {
 type perfWorld struct {
 	b       *testing.B
 	bin     string
-	sim     *smartcar.Simulator
+	sim     *smartcarsim.Simulator
 	srv     *httptest.Server
 	dataDir string
 	seed    string // refresh token for the first start
@@ -58,7 +59,7 @@ type perfWorld struct {
 
 const perfClientID, perfClientSecret = "perf-client", "perf-secret-not-logged"
 
-func newPerfWorld(b *testing.B, opts smartcar.SimOptions) *perfWorld {
+func newPerfWorld(b *testing.B, opts smartcarsim.Options) *perfWorld {
 	b.Helper()
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		b.Skip("resident memory is read from /proc: Linux only")
@@ -67,7 +68,7 @@ func newPerfWorld(b *testing.B, opts smartcar.SimOptions) *perfWorld {
 	w := &perfWorld{
 		b:       b,
 		bin:     buildDaemon(b),
-		sim:     smartcar.NewSimulator(opts),
+		sim:     smartcarsim.New(opts),
 		dataDir: b.TempDir(),
 	}
 	w.srv = httptest.NewServer(w.sim)
@@ -214,7 +215,7 @@ func (w *perfWorld) waitReady(d *daemonRun) {
 	w.b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
+	_, err := w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool {
 		return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status == http.StatusOK
 	})
 	if err != nil {
@@ -249,7 +250,7 @@ func BenchmarkDaemonIdleMemory(b *testing.B) {
 			if external {
 				mqttURL = itest.NewMosquitto(b, "tcp", "").URL()
 			}
-			w := newPerfWorld(b, smartcar.SimOptions{})
+			w := newPerfWorld(b, smartcarsim.Options{})
 			for b.Loop() {
 				d := w.start(mqttURL, freeAddr(b))
 				w.waitReady(d)
@@ -273,12 +274,12 @@ func BenchmarkDaemonWarmStart(b *testing.B) {
 	// an expired token): this long after discovery, its requests are counted.
 	const observe = 2 * time.Second
 	m := itest.NewMosquitto(b, "tcp", "")
-	w := newPerfWorld(b, smartcar.SimOptions{})
+	w := newPerfWorld(b, smartcarsim.Options{})
 	cold := w.start(m.URL(), "") // fills DATA_DIR
 	w.waitReady(cold)
 	cold.stop(b)
 
-	configTopic := discovery.ConfigTopic("homeassistant", smartcar.SimTeslaID)
+	configTopic := discovery.ConfigTopic("homeassistant", smartcarsim.TeslaID)
 	var took []time.Duration
 	calls := 0
 	for b.Loop() {
@@ -338,8 +339,8 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 		carLatency = 5 * time.Second
 	)
 	m := itest.NewMosquitto(b, "tcp", "max_queued_messages 0\n")
-	w := newPerfWorld(b, smartcar.SimOptions{Latency: carLatency})
-	topics := discovery.VehicleTopics("smartcar2mqtt", smartcar.SimTeslaID)
+	w := newPerfWorld(b, smartcarsim.Options{Latency: carLatency})
+	topics := discovery.VehicleTopics("smartcar2mqtt", smartcarsim.TeslaID)
 	for b.Loop() {
 		d := w.start(m.URL(), "")
 		w.waitReady(d)
@@ -364,7 +365,7 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 			defer close(handled)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
-			_, handledErr = w.sim.WaitRequest(ctx, func(r smartcar.SimRequest) bool {
+			_, handledErr = w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool {
 				return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status != 0 && r.At.After(burstStart)
 			})
 		}()

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/sirupsen/logrus"
 
@@ -34,7 +36,7 @@ import (
 // arrival, and the embedded mochi broker.
 type benchWorld struct {
 	b       *testing.B
-	sim     *smartcar.Simulator
+	sim     *smartcarsim.Simulator
 	srv     *httptest.Server
 	arrived chan time.Time // one per door POST, stamped before the simulator runs
 	broker  *Broker
@@ -45,7 +47,7 @@ func newBenchWorld(b *testing.B) *benchWorld {
 	b.Helper()
 	w := &benchWorld{
 		b:       b,
-		sim:     smartcar.NewSimulator(smartcar.SimOptions{ClientID: simClientID, ClientSecret: simClientSecret}),
+		sim:     smartcarsim.New(smartcarsim.Options{ClientID: simClientID, ClientSecret: simClientSecret}),
 		arrived: make(chan time.Time, 16),
 		dataDir: b.TempDir(),
 	}
@@ -82,7 +84,7 @@ func (w *benchWorld) client(ctx context.Context, name string) *smartcar.Client {
 	if err != nil {
 		w.b.Fatalf("tokens: %v", err)
 	}
-	return smartcar.NewClient(w.srv.URL+"/v2.0", tokens, smartcar.WithTimeout(30*time.Second))
+	return smartcar.NewV2Client(w.srv.URL+"/v2.0", tokens, smartcar.WithTimeout(30*time.Second))
 }
 
 // userClient connects to the broker as Home Assistant would, and subscribes
@@ -251,10 +253,11 @@ func BenchmarkBareRelayBaseline(b *testing.B) {
 	w := newBenchWorld(b)
 	ctx := context.Background()
 	client := w.client(ctx, "relay")
-	vehicle, err := client.Vehicle(ctx, tesla)
-	if err != nil {
+	vehicles, err := client.Vehicles(ctx, []string{tesla})
+	if err != nil || len(vehicles) != 1 {
 		b.Fatalf("vehicle: %v", err)
 	}
+	vehicle := vehicles[0].Vehicle
 	const topic = "bench/relay/set"
 	var (
 		mu      sync.Mutex

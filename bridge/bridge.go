@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // MQTTOptions says how to reach the broker.
@@ -46,7 +48,10 @@ type Options struct {
 	// OnStale is told when Smartcar answers 403 or 404 for a vehicle: what is known
 	// of the account (the vehicle cache) is out of date.
 	OnStale func(vehicleID string, err error)
-	Log     logrus.FieldLogger
+	// OnNoDoorCommand is told when Smartcar answers that it has no charge port
+	// command for a vehicle, so that the next start offers no cover either.
+	OnNoDoorCommand func(vehicleID, why string)
+	Log             logrus.FieldLogger
 
 	loginProbe time.Duration // tests shorten loginProbeInterval
 }
@@ -72,13 +77,19 @@ const (
 
 // Bridge is the MQTT side of the daemon.
 type Bridge struct {
-	opts    Options
-	log     logrus.FieldLogger
-	configs []config           // discovery, built once by New
-	workers map[string]*worker // by vehicle id; read-only once built
-	known   map[string]bool    // every vehicle on the account (in the filter); read-only
-	client  mqtt.Client
-	closing atomic.Bool // set on shutdown: commands are no longer taken
+	opts   Options
+	log    logrus.FieldLogger
+	fleet  atomic.Pointer[fleet] // replaced, never changed, by the announcer only
+	client mqtt.Client
+	car    Smartcar
+	out    publisher
+	login  *loginWatch
+	// fleetReq asks the announcer to take the vehicles in pending (new cars, or
+	// a car that lost its cover); capacity 1.
+	fleetReq chan struct{}
+	pendMu   sync.Mutex
+	pending  []Vehicle
+	closing  atomic.Bool // set on shutdown: commands are no longer taken
 	// announceReq asks Run's announcer for discovery then states (capacity 1: a
 	// burst of HA births costs one announce).
 	announceReq chan struct{}
@@ -99,6 +110,25 @@ type config struct {
 	payload []byte // nil: the vehicle has no entity, and the empty payload clears it
 }
 
+// fleet is the vehicles the bridge serves, as one immutable snapshot: paho's
+// handler and Status read it from other goroutines while the announcer
+// swaps in a new one when a car is connected or loses its cover.
+type fleet struct {
+	vehicles map[string]Vehicle
+	configs  map[string]config  // discovery by vehicle id
+	workers  map[string]*worker // vehicles with at least one entity that calls Smartcar
+}
+
+// with returns a copy of f holding v (replacing an earlier v) and w.
+func (f *fleet) with(v Vehicle, c config, w *worker) *fleet {
+	n := &fleet{vehicles: maps.Clone(f.vehicles), configs: maps.Clone(f.configs), workers: maps.Clone(f.workers)}
+	n.vehicles[v.ID], n.configs[v.ID] = v, c
+	if w != nil {
+		n.workers[v.ID] = w
+	}
+	return n
+}
+
 // New builds a bridge for the given vehicles; Run connects and serves. It fails on
 // discovery settings Home Assistant would not take, and skips (logging why) a
 // vehicle whose id it would not take.
@@ -107,80 +137,172 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		opts.loginProbe = loginProbeInterval
 	}
 	b := &Bridge{
-		opts:    opts,
-		log:     opts.Log,
-		workers: map[string]*worker{},
-		known:   map[string]bool{},
+		opts: opts,
+		log:  opts.Log,
 
+		fleetReq:    make(chan struct{}, 1),
 		announceReq: make(chan struct{}, 1),
 		gone:        map[string]bool{},
 		goneReq:     make(chan struct{}, 1),
 	}
-	// An id from the account that cannot name a topic, a Home Assistant object or a
-	// state file (Smartcar's are UUIDs) costs that vehicle, not the others.
-	vehicles = slices.DeleteFunc(slices.Clone(vehicles), func(v Vehicle) bool {
-		err := discovery.ValidateVehicleID(v.ID)
-		if err != nil {
-			b.log.WithError(err).Error("vehicle skipped: its id cannot be used in MQTT topics or Home Assistant")
-		}
-		return err != nil
-	})
-	settings := discovery.Settings{Prefix: opts.DiscoveryPrefix, BaseTopic: opts.BaseTopic, Origin: opts.Origin}
-	for _, v := range vehicles {
-		payload, err := discovery.Config(settings, discoveryVehicle(v))
-		if err != nil {
-			return nil, fmt.Errorf("discovery for vehicle %q: %w", v.ID, err)
-		}
-		b.configs = append(b.configs, config{topic: discovery.ConfigTopic(opts.DiscoveryPrefix, v.ID), payload: payload})
-		b.known[v.ID] = true
+	// Settings Home Assistant would not take fail here, not per vehicle.
+	if _, err := discovery.Config(b.settings(), discovery.Vehicle{ID: "check"}); err != nil {
+		return nil, fmt.Errorf("discovery: %w", err)
 	}
 	clientOpts, err := b.clientOptions()
 	if err != nil {
 		return nil, err
 	}
 	b.client = mqtt.NewClient(clientOpts)
-	out := pahoPublisher{client: b.client, log: b.log}
-	login := &loginWatch{log: b.log}
+	b.out = pahoPublisher{client: b.client, log: b.log}
+	b.login = &loginWatch{log: b.log}
+	b.car = car
+
+	f := &fleet{vehicles: map[string]Vehicle{}, configs: map[string]config{}, workers: map[string]*worker{}}
 	var served []Vehicle
 	for _, v := range vehicles {
-		fields := logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}
-		if ok, why := v.ChargePortDoorSupport(); !ok {
-			b.log.WithFields(fields).Infof("no charge port cover for this vehicle: %s", why)
+		c, ok := b.vehicleConfig(v)
+		if !ok {
+			continue
 		}
-		if v.IsTesla() && !v.CanReadCharge() {
-			b.log.WithFields(fields).Info("the read_charge permission was not granted: no polling and no charge sensors; the door state stays unknown until a command")
-		}
-		if hasDoor(v) || v.CanReadCharge() {
+		f = f.with(v, c, nil)
+		if b.served(v) {
 			served = append(served, v)
 		}
 	}
 	readers := 0
 	for _, v := range served {
-		w := &worker{
-			vehicle:   v,
-			topics:    discovery.VehicleTopics(opts.BaseTopic, v.ID),
-			car:       car,
-			out:       out,
-			log:       b.log.WithField("vehicle", v.ID),
-			mail:      newMailbox(),
-			memory:    newMemory(opts.DataDir, v.ID),
-			login:     login,
-			stale:     opts.OnStale,
-			poll:      opts.PollInterval,
-			probe:     opts.loginProbe,
-			state:     stateUnknown,
-			available: true,
-		}
+		w := b.newWorker(v)
 		if v.CanReadCharge() && opts.PollInterval > 0 {
 			// Spread the polls of several cars over the interval instead of
 			// spending their calls in one burst.
 			w.stagger = opts.PollInterval * time.Duration(readers) / time.Duration(len(served))
 			readers++
 		}
-		b.workers[v.ID] = w
-		login.workers = append(login.workers, w)
+		f.workers[v.ID] = w
 	}
+	b.fleet.Store(f)
 	return b, nil
+}
+
+func (b *Bridge) settings() discovery.Settings {
+	return discovery.Settings{Prefix: b.opts.DiscoveryPrefix, BaseTopic: b.opts.BaseTopic, Origin: b.opts.Origin}
+}
+
+// vehicleConfig builds v's discovery message. An id from the account that cannot
+// name a topic, a Home Assistant object or a state file (Smartcar's are UUIDs)
+// costs that vehicle, not the others: logged, and ok is false.
+func (b *Bridge) vehicleConfig(v Vehicle) (config, bool) {
+	payload, err := discovery.Config(b.settings(), discoveryVehicle(v))
+	if err == nil {
+		err = discovery.ValidateVehicleID(v.ID)
+	}
+	if err != nil {
+		b.log.WithError(err).WithField("vehicle", v.ID).Error("vehicle skipped: its id cannot be used in MQTT topics or Home Assistant")
+		return config{}, false
+	}
+	return config{topic: discovery.ConfigTopic(b.opts.DiscoveryPrefix, v.ID), payload: payload}, true
+}
+
+// served says whether v gets a worker (an entity that calls Smartcar), logging
+// once what it lacks.
+func (b *Bridge) served(v Vehicle) bool {
+	fields := logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}
+	if ok, why := v.ChargePortDoorSupport(); !ok {
+		b.log.WithFields(fields).Infof("no charge port cover for this vehicle: %s", why)
+	}
+	if !v.CanReadCharge() && slices.Contains(v.Permissions, smartcar.PermControlCharge) {
+		b.log.WithFields(fields).Info("the read_charge permission was not granted: no polling and no charge sensors; the door state stays unknown until a command")
+	}
+	return hasDoor(v) || v.CanReadCharge()
+}
+
+func (b *Bridge) newWorker(v Vehicle) *worker {
+	w := &worker{
+		vehicle:   v,
+		topics:    discovery.VehicleTopics(b.opts.BaseTopic, v.ID),
+		car:       b.car,
+		out:       b.out,
+		log:       b.log.WithField("vehicle", v.ID),
+		mail:      newMailbox(),
+		memory:    newMemory(b.opts.DataDir, v.ID),
+		login:     b.login,
+		stale:     b.opts.OnStale,
+		noDoor:    b.dropDoor,
+		poll:      b.opts.PollInterval,
+		probe:     b.opts.loginProbe,
+		state:     stateUnknown,
+		available: true,
+	}
+	_, why := v.ChargePortDoorSupport()
+	w.doorWhy.Store(&why)
+	b.login.add(w)
+	return w
+}
+
+// AddVehicles serves cars connected while the daemon runs (found in the
+// vehicle cache that `auth` rewrote): each one new to the bridge gets its
+// discovery, a worker and its first read, without a restart. Cars already
+// served are left as they are. It never blocks.
+func (b *Bridge) AddVehicles(vs []Vehicle) {
+	b.pendMu.Lock()
+	b.pending = append(b.pending, vs...)
+	b.pendMu.Unlock()
+	select {
+	case b.fleetReq <- struct{}{}:
+	default:
+	}
+}
+
+// dropDoor is a worker's report that Smartcar has no charge port command for
+// its vehicle: the cover is removed from Home Assistant, once.
+func (b *Bridge) dropDoor(v Vehicle, why string) {
+	v.NoDoorCommand = why
+	b.AddVehicles([]Vehicle{v})
+	if b.opts.OnNoDoorCommand != nil {
+		b.opts.OnNoDoorCommand(v.ID, why)
+	}
+}
+
+// takeFleet applies what AddVehicles and dropDoor asked for, on the announcer's
+// goroutine: the only place the fleet changes. start runs a new worker.
+func (b *Bridge) takeFleet(start func(*worker)) {
+	b.pendMu.Lock()
+	vs := b.pending
+	b.pending = nil
+	b.pendMu.Unlock()
+	for _, v := range vs {
+		f := b.fleet.Load()
+		old, known := f.vehicles[v.ID]
+		lostDoor := known && v.NoDoorCommand != "" && old.NoDoorCommand == ""
+		if known && !lostDoor {
+			continue
+		}
+		if lostDoor {
+			// Same vehicle, same worker: only its discovery loses the cover.
+			old.NoDoorCommand = v.NoDoorCommand
+			v = old
+		}
+		c, ok := b.vehicleConfig(v)
+		if !ok {
+			continue
+		}
+		var w *worker
+		if !known && b.served(v) {
+			w = b.newWorker(v)
+		}
+		b.fleet.Store(f.with(v, c, w))
+		if lostDoor {
+			b.log.WithField("vehicle", v.ID).Warnf("Smartcar has no charge port command for this vehicle (%s): its cover is removed from Home Assistant; the other entities stay", v.NoDoorCommand)
+		} else {
+			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Info("new vehicle connected: announcing it to Home Assistant")
+		}
+		b.client.Publish(c.topic, publishQoS, true, c.payload)
+		if w != nil {
+			start(w)
+			w.mail.requestRepublish()
+		}
+	}
 }
 
 func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
@@ -248,10 +370,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	call, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
 	var wg sync.WaitGroup
-	for _, w := range b.workers {
-		wg.Go(func() { w.run(ctx, call) })
+	start := func(w *worker) { wg.Go(func() { w.run(ctx, call) }) }
+	for _, w := range b.fleet.Load().workers {
+		start(w)
 	}
-	wg.Go(func() { b.announcer(ctx) })
+	// The announcer starts workers of cars connected later; wg.Wait below
+	// waits for them too, since the announcer adds them before it returns.
+	wg.Go(func() { b.announcer(ctx, start) })
 	b.serving.Store(true)
 
 	<-ctx.Done()
@@ -324,26 +449,30 @@ func (b *Bridge) onConnect(c mqtt.Client) {
 // announce says the bridge is online and publishes discovery, then every state.
 func (b *Bridge) announce() {
 	c := b.client
+	f := b.fleet.Load()
 	c.Publish(discovery.StatusTopic(b.opts.BaseTopic), publishQoS, true, discovery.PayloadOnline)
-	for _, cfg := range b.configs {
+	for _, cfg := range f.configs {
 		// A nil payload clears a config left by an earlier run (a vehicle that lost its
 		// cover): an empty retained message is HA's "remove".
 		c.Publish(cfg.topic, publishQoS, true, cfg.payload)
 	}
-	for _, w := range b.workers {
+	for _, w := range f.workers {
 		w.mail.requestRepublish()
 	}
 }
 
-// announcer publishes discovery and states when Home Assistant asks (its birth), and
-// removes the vehicles no longer bridged, off paho's router goroutine, until ctx ends.
-func (b *Bridge) announcer(ctx context.Context) {
+// announcer publishes discovery and states when Home Assistant asks (its birth),
+// takes cars connected since the start, and removes the vehicles no longer bridged,
+// off paho's router goroutine, until ctx ends.
+func (b *Bridge) announcer(ctx context.Context, start func(*worker)) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.announceReq:
 			b.announce()
+		case <-b.fleetReq:
+			b.takeFleet(start)
 		case <-b.goneReq:
 			b.clearGone()
 		}
@@ -377,7 +506,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	r := parseTopic(b.opts.BaseTopic, m.Topic())
-	w, ok := b.workers[r.vehicleID]
+	w, ok := b.fleet.Load().workers[r.vehicleID]
 	if r.kind == routeNone || !ok {
 		log().Warn("message for an unknown vehicle or topic ignored")
 		return
@@ -391,7 +520,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	case routeRefresh:
 		w.mail.requestRead()
 	case routeCommand:
-		if ok, why := w.vehicle.ChargePortDoorSupport(); !ok {
+		if why := *w.doorWhy.Load(); why != "" {
 			log().Warnf("command ignored: %s", why)
 			return
 		}
@@ -412,7 +541,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 // It runs on paho's router goroutine, so it never blocks and never publishes: the
 // set holds each id once however often its config comes back.
 func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
-	if len(config) == 0 || b.known[vehicleID] {
+	if _, known := b.fleet.Load().vehicles[vehicleID]; len(config) == 0 || known {
 		return
 	}
 	// Only configs this daemon wrote: another instance with another base topic may

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
@@ -24,7 +26,7 @@ const (
 	haStatus = "homeassistant/status"
 	haUser   = "homeassistant"
 	haPass   = "ha-secret*" // a '*' must not act as a wildcard
-	tesla    = smartcar.SimTeslaID
+	tesla    = smartcarsim.TeslaID
 )
 
 var teslaTopics = discovery.VehicleTopics(base, tesla)
@@ -33,9 +35,11 @@ var teslaTopics = discovery.VehicleTopics(base, tesla)
 // broker (mochi embedded, or mosquitto), a data dir, and the bridge under test.
 type env struct {
 	t       *testing.T
-	sim     *smartcar.Simulator
-	api     string
-	token   string
+	sim     *smartcarsim.Simulator
+	srvURL  string // the simulator's root
+	v3      bool   // speak API v3 (set before startBridge); v2.0 otherwise
+	api     string // v2.0 API root
+	token   string // v2.0 token endpoint
 	dataDir string
 	kind    string
 	broker  *Broker // embedded case only
@@ -54,16 +58,21 @@ type env struct {
 }
 
 const (
-	simClientID     = "test-client"
-	simClientSecret = "test-client-secret"
+	simClientID        = "test-client"
+	simClientSecret    = "test-client-secret"
+	simAPIClientID     = "client_test"
+	simAPIClientSecret = "test-api-secret"
+	simApplicationID   = "test-application"
 )
 
-func newEnv(t *testing.T, kind string, sim smartcar.SimOptions) *env {
+func newEnv(t *testing.T, kind string, sim smartcarsim.Options) *env {
 	t.Helper()
 	sim.ClientID, sim.ClientSecret = simClientID, simClientSecret
-	e := &env{t: t, sim: smartcar.NewSimulator(sim), dataDir: t.TempDir(), kind: kind, stale: make(chan string, 16)}
+	sim.APIClientID, sim.APIClientSecret, sim.ApplicationID = simAPIClientID, simAPIClientSecret, simApplicationID
+	e := &env{t: t, sim: smartcarsim.New(sim), dataDir: t.TempDir(), kind: kind, stale: make(chan string, 16)}
 	srv := httptest.NewServer(e.sim)
 	t.Cleanup(srv.Close)
+	e.srvURL = srv.URL
 	e.api, e.token = srv.URL+"/v2.0", srv.URL+"/oauth/token"
 	e.seed = e.sim.IssueRefreshToken()
 	switch kind {
@@ -95,7 +104,7 @@ func (e *env) startEmbedded() {
 }
 
 // forEachBroker runs a test against the embedded mochi broker and an external mosquitto.
-func forEachBroker(t *testing.T, sim smartcar.SimOptions, test func(t *testing.T, e *env)) {
+func forEachBroker(t *testing.T, sim smartcarsim.Options, test func(t *testing.T, e *env)) {
 	for _, kind := range []string{"mochi", "mosquitto"} {
 		t.Run(kind, func(t *testing.T) {
 			test(t, newEnv(t, kind, sim))
@@ -124,20 +133,33 @@ func (w testWriter) Write(p []byte) (int, error) {
 type running struct {
 	cancel context.CancelFunc
 	done   chan error
+	bridge *Bridge
+	fleet  smartcar.FleetCache
 }
 
-// startBridge wires the bridge the way main does: token store in the data dir, our
-// Smartcar client, the vehicle cache, then Run.
-func (e *env) startBridge() *running {
+// client is the Smartcar client main would build for the env's API generation: v3
+// with the application's credentials, v2.0 with the token store in the data dir.
+func (e *env) client(ctx context.Context) *smartcar.Client {
 	e.t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	opts := append([]smartcar.Option{smartcar.WithTimeout(30 * time.Second)}, e.clientOpts...)
+	if e.v3 {
+		tokens := smartcar.NewAppTokens(ctx, smartcar.AppTokensConfig{ClientID: simAPIClientID, ClientSecret: simAPIClientSecret, TokenURL: e.srvURL + "/oauth2/token"})
+		return smartcar.NewV3Client(e.srvURL+"/v3", tokens, opts...)
+	}
 	conf := smartcar.OAuthConfig(simClientID, simClientSecret, e.token, "", "", nil)
 	tokens, err := smartcar.NewTokens(ctx, conf, smartcar.NewTokenStore(e.dataDir), e.seed)
 	if err != nil {
-		cancel()
 		e.t.Fatalf("tokens: %v", err)
 	}
-	client := smartcar.NewClient(e.api, tokens, append([]smartcar.Option{smartcar.WithTimeout(30 * time.Second)}, e.clientOpts...)...)
+	return smartcar.NewV2Client(e.api, tokens, opts...)
+}
+
+// startBridge wires the bridge the way main does: the Smartcar login and client, the
+// vehicle cache, then Run.
+func (e *env) startBridge() *running {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	client := e.client(ctx)
 	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
 	vehicles, err := fleet.Vehicles(ctx, client, e.only)
 	if err != nil {
@@ -157,6 +179,11 @@ func (e *env) startBridge() *running {
 			fleet.Forget()
 			e.stale <- id
 		},
+		OnNoDoorCommand: func(id, why string) {
+			if err := fleet.MarkNoDoorCommand(id, why); err != nil {
+				e.t.Errorf("mark %s: %v", id, err)
+			}
+		},
 		Log:        log,
 		loginProbe: e.loginProbe,
 	})
@@ -164,7 +191,7 @@ func (e *env) startBridge() *running {
 		cancel()
 		e.t.Fatalf("new bridge: %v", err)
 	}
-	r := &running{cancel: cancel, done: make(chan error, 1)}
+	r := &running{cancel: cancel, done: make(chan error, 1), bridge: b, fleet: fleet}
 	go func() { r.done <- b.Run(ctx) }()
 	e.t.Cleanup(func() { r.stop(e.t) })
 	return r
@@ -192,15 +219,19 @@ func (e *env) recorder(filters ...string) *recorder {
 	return connectRecorder(e.t, e.userURL, e.user, e.pass, filters...)
 }
 
-// doorCalls are the charge port door POSTs the simulator saw.
-func (e *env) doorCalls() []smartcar.SimRequest {
-	var out []smartcar.SimRequest
+// doorCalls are the charge port door POSTs the simulator saw, of either API.
+func (e *env) doorCalls() []smartcarsim.Request {
+	var out []smartcarsim.Request
 	for _, r := range e.sim.Requests() {
-		if r.Method == "POST" && strings.HasSuffix(r.Path, "/charge/charge_port_door") {
+		if r.Method == "POST" && isDoorPath(r.Path) {
 			out = append(out, r)
 		}
 	}
 	return out
+}
+
+func isDoorPath(p string) bool {
+	return strings.HasSuffix(p, "/charge/charge_port_door") || strings.Contains(p, "/commands/charge-port/")
 }
 
 // ready waits until the bridge is online and has published the door state from its
@@ -211,7 +242,7 @@ func ready(r *recorder, state string) int {
 }
 
 func TestDiscoveryIsRetainedAndValid(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		e.startBridge()
 		first := e.recorder(base+"/#", prefix+"/#")
 		ready(first, "closed")
@@ -257,14 +288,14 @@ func TestDiscoveryIsRetainedAndValid(t *testing.T) {
 			t.Errorf("cover payload_stop = %v (present %v), want null", v, ok)
 		}
 		// The non-Tesla gets no cover: nothing, or a cleared config.
-		if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, smartcar.SimOtherID)); ok && m.Payload != "" {
+		if m, ok := findTopic(msgs, discovery.ConfigTopic(prefix, smartcarsim.OtherID)); ok && m.Payload != "" {
 			t.Errorf("non-Tesla got a discovery config: %s", m.Payload)
 		}
 	})
 }
 
 func TestOpenAndCloseCallSmartcarOnce(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{Latency: 50 * time.Millisecond}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{Latency: 50 * time.Millisecond}, func(t *testing.T, e *env) {
 		e.startBridge()
 		user := e.recorder(base + "/#")
 		n := ready(user, "closed")
@@ -296,7 +327,7 @@ func TestOpenAndCloseCallSmartcarOnce(t *testing.T) {
 	})
 }
 
-func checkDoorCall(t *testing.T, r smartcar.SimRequest, action string) {
+func checkDoorCall(t *testing.T, r smartcarsim.Request, action string) {
 	t.Helper()
 	if want := "/v2.0/vehicles/" + tesla + "/tesla/charge/charge_port_door"; r.Path != want {
 		t.Errorf("door call path %q, want %q (lowercase make)", r.Path, want)
@@ -311,12 +342,12 @@ func checkDoorCall(t *testing.T, r smartcar.SimRequest, action string) {
 }
 
 func TestAsleepRevertsStateWithErrorInAttributes(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		e.startBridge()
 		user := e.recorder(base + "/#")
 		n := ready(user, "closed")
 
-		e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 409, Type: "VEHICLE_STATE", Code: "ASLEEP"})
+		e.sim.InjectFault(smartcarsim.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 409, Type: "VEHICLE_STATE", Code: "ASLEEP"})
 		user.publish(teslaTopics.Command, false, "OPEN")
 		opening := user.waitPayload(n, teslaTopics.State, "opening")
 		user.waitPayload(opening, teslaTopics.State, "closed")
@@ -335,7 +366,7 @@ func TestAsleepRevertsStateWithErrorInAttributes(t *testing.T) {
 }
 
 func TestHomeAssistantBirthRepublishesDiscovery(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		e.startBridge()
 		user := e.recorder(base+"/#", prefix+"/#")
 		n := ready(user, "closed")
@@ -366,7 +397,7 @@ func TestHomeAssistantBirthRepublishesDiscovery(t *testing.T) {
 }
 
 func TestRetainedCommandIsIgnored(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		// Left behind by a careless automation before the daemon starts.
 		e.recorder().publish(teslaTopics.Command, true, "OPEN")
 		e.startBridge()
@@ -385,7 +416,7 @@ func TestRetainedCommandIsIgnored(t *testing.T) {
 }
 
 func TestBadPayloadsAreIgnored(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		e.startBridge()
 		user := e.recorder(base + "/#")
 		n := ready(user, "closed")

@@ -3,14 +3,15 @@ package bridge
 import (
 	"testing"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 func TestEmbeddedBrokerRefusesWrongCredentials(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	for _, c := range []struct{ user, pass string }{{"", ""}, {haUser, "wrong"}, {haUser, "ha-secret"}, {e.mqtt.Username, e.mqtt.Password}} {
 		opts := mqtt.NewClientOptions().AddBroker(e.userURL).SetUsername(c.user).SetPassword(c.pass).SetClientID("intruder").SetAutoReconnect(false)
 		cl := mqtt.NewClient(opts)
@@ -24,7 +25,7 @@ func TestEmbeddedBrokerRefusesWrongCredentials(t *testing.T) {
 }
 
 func TestEmbeddedBrokerGuardsTheDaemonsState(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	e.startBridge()
 	watcher := e.recorder(base + "/#")
 	n := ready(watcher, "closed")
@@ -50,7 +51,7 @@ func mustMessages(r *recorder) []message {
 }
 
 func TestEmbeddedBrokerKeepsRetainedAcrossRestart(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	run := e.startBridge()
 	ready(e.recorder(base+"/#"), "closed")
 	e.recorder().publish("somebody/else/retained", true, "kept")

@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 func TestCompanionEntitiesFollowTheCar(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	e.startBridge()
 	user := e.recorder(base + "/#")
 	n := ready(user, "closed")
@@ -42,7 +42,7 @@ func TestCompanionEntitiesFollowTheCar(t *testing.T) {
 
 	// Smartcar answers with nulls: every entity becomes unknown, nothing breaks.
 	n = len(mustMessages(user))
-	e.sim.InjectFault(smartcar.Fault{Method: "GET", Path: "/tesla/charge", Status: 200,
+	e.sim.InjectFault(smartcarsim.Fault{Method: "GET", Path: "/tesla/charge", Status: 200,
 		RawBody: `{"chargePortOpen":null,"chargePortLatch":null,"isPluggedIn":null,"state":null,"socLimit":null,"energyAdded":null}`})
 	user.publish(teslaTopics.Refresh, false, "")
 	for _, topic := range []string{teslaTopics.State, teslaTopics.PluggedIn, teslaTopics.ChargingState, teslaTopics.ChargePortLatch, teslaTopics.ChargeLimit, teslaTopics.EnergyAdded} {
@@ -50,25 +50,11 @@ func TestCompanionEntitiesFollowTheCar(t *testing.T) {
 	}
 
 	// A failed read shows in the diagnostic entity, with its request id.
-	e.sim.InjectFault(smartcar.Fault{Method: "GET", Path: "/tesla/charge", Status: 409, Type: "VEHICLE_STATE", Code: "ASLEEP"})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "GET", Path: "/tesla/charge", Status: 409, Type: "VEHICLE_STATE", Code: "ASLEEP"})
 	user.publish(teslaTopics.Refresh, false, "")
 	user.waitPayload(n, teslaTopics.LastError, "VEHICLE_STATE:ASLEEP")
 	user.waitFor("last error attributes with a request id", func(ms []message) bool {
 		m, ok := findTopic(ms, teslaTopics.LastErrorAttributes)
 		return ok && strings.Contains(m.Payload, `"request_id":"`)
 	})
-}
-
-func TestPercent(t *testing.T) {
-	for _, tt := range []struct {
-		in   float64
-		want string
-	}{{0.8, "80"}, {0.57, "57"}, {1, "100"}, {0.905, "90.5"}, {80, "80"}, {0, "0"}} {
-		if got := percent(&tt.in); got != tt.want {
-			t.Errorf("percent(%v) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-	if got := percent(nil); got != "None" {
-		t.Errorf("percent(nil) = %q", got)
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
@@ -20,12 +22,12 @@ const secondTesla = "0b1c2d3e-4f50-4617-8293-a4b5c6d7e8f9"
 var secondTopics = discovery.VehicleTopics(base, secondTesla)
 
 func addSecondTesla(e *env) {
-	e.sim.AddVehicle(smartcar.Vehicle{ID: secondTesla, Make: "TESLA", Model: "Model Y", Year: 2023},
+	e.sim.AddVehicle(smartcarsim.Vehicle{ID: secondTesla, Make: "TESLA", Model: "Model Y", Year: 2023},
 		[]string{"read_vehicle_info", "read_charge", "control_charge"})
 }
 
 // apiCalls counts requests to the Smartcar API and token endpoint (what costs quota).
-func apiCalls(reqs []smartcar.SimRequest) (api, token int) {
+func apiCalls(reqs []smartcarsim.Request) (api, token int) {
 	for _, r := range reqs {
 		switch {
 		case strings.HasPrefix(r.Path, "/v2.0/"):
@@ -38,7 +40,7 @@ func apiCalls(reqs []smartcar.SimRequest) (api, token int) {
 }
 
 func TestWarmRestartSpendsNoCall(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	addSecondTesla(e)
 	first := e.startBridge()
 	user := e.recorder(base + "/#")
@@ -68,7 +70,7 @@ func TestWarmRestartSpendsNoCall(t *testing.T) {
 func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
 	// Access tokens shorter than the early-refresh window: every call refreshes,
 	// so a refused refresh shows at once.
-	e := newEnv(t, "mochi", smartcar.SimOptions{AccessTTL: time.Minute})
+	e := newEnv(t, "mochi", smartcarsim.Options{AccessTTL: time.Minute})
 	addSecondTesla(e)
 	e.loginProbe = 50 * time.Millisecond
 	e.startBridge()
@@ -77,7 +79,7 @@ func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
 	user.waitPayload(0, secondTopics.State, "closed")
 
 	// The user revoked the app in Smartcar's dashboard: the refresh token is dead.
-	e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: smartcar.TypeOAuth, Code: "invalid_grant", Times: -1})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: smartcar.TypeOAuth, Code: "invalid_grant", Times: -1})
 	user.publish(teslaTopics.Refresh, false, "")
 	user.waitPayload(n, teslaTopics.Availability, "offline")
 	user.waitPayload(n, secondTopics.Availability, "offline")
@@ -102,7 +104,7 @@ func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
 }
 
 func TestFloodOfCommandsCostsAtMostTwoCalls(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{Latency: 3 * time.Second}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{Latency: 3 * time.Second}, func(t *testing.T, e *env) {
 		e.startBridge()
 		user := e.recorder(base + "/#")
 		n := ready(user, "closed")
@@ -126,7 +128,7 @@ func TestFloodOfCommandsCostsAtMostTwoCalls(t *testing.T) {
 }
 
 func TestTwoVehiclesDoNotWaitForEachOther(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{Latency: 2 * time.Second})
+	e := newEnv(t, "mochi", smartcarsim.Options{Latency: 2 * time.Second})
 	addSecondTesla(e)
 	e.startBridge()
 	user := e.recorder(base + "/#")
@@ -137,8 +139,8 @@ func TestTwoVehiclesDoNotWaitForEachOther(t *testing.T) {
 	user.publish(secondTopics.Command, false, "OPEN")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	isDoor := func(id string) func(smartcar.SimRequest) bool {
-		return func(r smartcar.SimRequest) bool {
+	isDoor := func(id string) func(smartcarsim.Request) bool {
+		return func(r smartcarsim.Request) bool {
 			return r.Method == "POST" && strings.Contains(r.Path, id) && strings.HasSuffix(r.Path, "/charge_port_door")
 		}
 	}
@@ -157,7 +159,7 @@ func TestTwoVehiclesDoNotWaitForEachOther(t *testing.T) {
 }
 
 func TestVehicleLeavingTheFilterIsRemovedFromHomeAssistant(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		addSecondTesla(e)
 		first := e.startBridge()
 		user := e.recorder(base+"/#", prefix+"/#")
@@ -221,7 +223,7 @@ func TestRetainedTopicsAreAllTheStateTopics(t *testing.T) {
 }
 
 func TestPermissionsDecideCoverAndPolling(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	addSecondTesla(e)
 	e.sim.SetPermissions(tesla, "read_vehicle_info", "control_charge")    // no read_charge
 	e.sim.SetPermissions(secondTesla, "read_vehicle_info", "read_charge") // no control_charge
@@ -257,11 +259,11 @@ func TestPermissionsDecideCoverAndPolling(t *testing.T) {
 }
 
 func TestForbiddenMarksTheVehicleCacheStale(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	e.startBridge()
 	user := e.recorder(base + "/#")
 	n := ready(user, "closed")
-	e.sim.InjectFault(smartcar.Fault{Method: "GET", Path: "/tesla/charge", Status: 403, Type: "PERMISSION", Code: ""})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "GET", Path: "/tesla/charge", Status: 403, Type: "PERMISSION", Code: ""})
 	user.publish(teslaTopics.Refresh, false, "")
 	user.waitPayload(n, teslaTopics.Availability, "offline")
 	select {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
@@ -25,11 +27,11 @@ import (
 // refuses writes. In each case the bridge must stay up, say what went wrong, and
 // work again by itself once the fault is gone, without spending calls twice.
 
-func isDoorPost(r smartcar.SimRequest) bool {
+func isDoorPost(r smartcarsim.Request) bool {
 	return r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/charge/charge_port_door")
 }
 
-func waitSimRequest(t *testing.T, sim *smartcar.Simulator, what string, match func(smartcar.SimRequest) bool) smartcar.SimRequest {
+func waitSimRequest(t *testing.T, sim *smartcarsim.Simulator, what string, match func(smartcarsim.Request) bool) smartcarsim.Request {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -58,7 +60,7 @@ func neverOffline(t *testing.T, msgs []message) {
 // nothing retained, so everything seen afterwards was published again), and must not
 // send the command it had already received a second time.
 func TestBrokerRestartReconnectsWithoutRepeatingCommands(t *testing.T) {
-	e := newEnv(t, "mosquitto", smartcar.SimOptions{Latency: time.Second})
+	e := newEnv(t, "mosquitto", smartcarsim.Options{Latency: time.Second})
 	e.startBridge()
 	user := e.recorder(base + "/#")
 	ready(user, "closed")
@@ -205,7 +207,7 @@ func (f *flakySmartcar) waitDoor(t *testing.T) {
 // newFlakyEnv is an env whose bridge reaches the simulator through a flakySmartcar,
 // with a short SMARTCAR_TIMEOUT and quick retries.
 func newFlakyEnv(t *testing.T, timeout time.Duration) (*env, *flakySmartcar) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	f := newFlakySmartcar(t, e.sim)
 	e.api, e.token = f.url()+"/v2.0", f.url()+"/oauth/token"
 	e.clientOpts = []smartcar.Option{smartcar.WithTimeout(timeout), smartcar.WithBackoff(10 * time.Millisecond)}
@@ -312,8 +314,8 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 	n := ready(user, "closed")
 
 	reads := chargeReads(e)
-	e.sim.InjectFault(smartcar.Fault{Method: "GET", Path: "/tesla/charge", Status: 500, Times: -1})
-	e.sim.InjectFault(smartcar.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 502, Times: -1})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "GET", Path: "/tesla/charge", Status: 500, Times: -1})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "POST", Path: "/charge/charge_port_door", Status: 502, Times: -1})
 
 	user.publish(teslaTopics.Refresh, false, "")
 	attrs := user.waitAttributes(n, teslaTopics.Attributes, hasErrorType("SERVER"))
@@ -333,8 +335,9 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 		t.Errorf("an OPEN during a 502 outage: attributes %v", attrs)
 	}
 	n = user.waitPayload(opening, teslaTopics.State, "closed")
-	if calls := e.doorCalls(); len(calls) != 1 {
-		t.Errorf("an OPEN answered 502 was sent %d times, want 1", len(calls))
+	// A door command names its target state, so a 502 is retried like a read.
+	if calls := e.doorCalls(); len(calls) != 3 {
+		t.Errorf("an OPEN answered 502 was sent %d times, want 3 tries", len(calls))
 	}
 	// Still failing: the fault is not a one-off.
 	reads = chargeReads(e)
@@ -348,8 +351,8 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 	user.waitPayload(n, teslaTopics.LastError, "none")
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
-	if calls := e.doorCalls(); len(calls) != 2 {
-		t.Errorf("%d door calls in all, want the failed one and the one after", len(calls))
+	if calls := e.doorCalls(); len(calls) != 3+1 {
+		t.Errorf("%d door calls in all, want the 3 failed tries and the one after", len(calls))
 	}
 	if got := chargeReads(e) - reads; got != 3+1 {
 		t.Errorf("%d reads after the first failure, want 3 tries then 1", got)
@@ -511,7 +514,7 @@ func checkDataFiles(t *testing.T, dir string, moved bool) []string {
 
 func TestUnwritableDataDir(t *testing.T) {
 	logs := newLogWatch(t)
-	e := newEnv(t, "mochi", smartcar.SimOptions{})
+	e := newEnv(t, "mochi", smartcarsim.Options{})
 	e.log = logs.logger
 	run := e.startBridge()
 	user := e.recorder(base + "/#")
@@ -571,7 +574,7 @@ func TestUnwritableDataDir(t *testing.T) {
 // dead token), must not spend another refresh, and must carry on by itself, saving
 // the pair it kept, once DATA_DIR takes writes again.
 func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
-	e := newEnv(t, "mochi", smartcar.SimOptions{AccessTTL: time.Minute})
+	e := newEnv(t, "mochi", smartcarsim.Options{AccessTTL: time.Minute})
 	run := e.startBridge()
 	user := e.recorder(base + "/#")
 	ready(user, "closed")

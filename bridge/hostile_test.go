@@ -14,12 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 const (
@@ -37,7 +38,7 @@ const (
 // -race, 100,000 messages take longer than any latency a test can afford, and a call
 // ending mid-burst makes the count prove nothing.
 func TestHostileCommandTraffic(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
 		front := newFlakySmartcar(t, e.sim)
 		e.api, e.token = front.url()+"/v2.0", front.url()+"/oauth/token"
 		seen := &commandLog{}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -14,7 +16,7 @@ import (
 // restart works only if the rotated pair reached DATA_DIR before it was used.
 func TestRestartAfterTokenRotation(t *testing.T) {
 	// Access tokens shorter than the early-refresh window: every call refreshes.
-	e := newEnv(t, "mochi", smartcar.SimOptions{AccessTTL: time.Minute})
+	e := newEnv(t, "mochi", smartcarsim.Options{AccessTTL: time.Minute})
 	first := e.startBridge()
 	user := e.recorder(base + "/#")
 	n := ready(user, "closed")
@@ -51,7 +53,7 @@ func TestRestartAfterTokenRotation(t *testing.T) {
 }
 
 func TestShutdownPublishesOfflineQuickly(t *testing.T) {
-	forEachBroker(t, smartcar.SimOptions{Latency: time.Hour}, func(t *testing.T, e *env) {
+	forEachBroker(t, smartcarsim.Options{Latency: time.Hour}, func(t *testing.T, e *env) {
 		run := e.startBridge()
 		user := e.recorder(base + "/#")
 		n := ready(user, "closed")
@@ -86,8 +88,8 @@ func TestNewTakesOnlyWhatDiscoveryTakes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with one invalid vehicle id among good ones: %v", err)
 	}
-	if len(b.workers) != 1 || b.workers[tesla] == nil || len(b.configs) != 1 {
-		t.Errorf("workers %v, %d configs: want only %s", slices.Collect(maps.Keys(b.workers)), len(b.configs), tesla)
+	if f := b.fleet.Load(); len(f.workers) != 1 || f.workers[tesla] == nil || len(f.configs) != 1 {
+		t.Errorf("workers %v, %d configs: want only %s", slices.Collect(maps.Keys(f.workers)), len(f.configs), tesla)
 	}
 	noName := good
 	noName.Origin.Name = ""

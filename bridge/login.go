@@ -1,20 +1,48 @@
 package bridge
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // loginWatch turns a refused Smartcar login, seen by any one vehicle, into one clear
 // log line and every vehicle offline; and its return into every vehicle back online,
 // without a restart.
 type loginWatch struct {
-	log     logrus.FieldLogger
-	workers []*worker // set once, before the workers run
+	log logrus.FieldLogger
 
-	mu   sync.Mutex
-	down bool
+	mu      sync.Mutex
+	workers []*worker
+	down    bool
+	gone    bool // Smartcar switched API v2.0 off: said once
+}
+
+// retired says, once for all vehicles, that Smartcar no longer serves API v2.0
+// to this application, and how to move to v3.
+func (l *loginWatch) retired(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.gone {
+		return
+	}
+	l.gone = true
+	var se *smartcar.Error
+	requestID := ""
+	if errors.As(err, &se) {
+		requestID = se.RequestID
+	}
+	l.log.WithField("request_id", requestID).Error(smartcar.V2RetiredAdvice + ". Until then every vehicle is offline")
+}
+
+// add registers a worker, also one of a car connected while running.
+func (l *loginWatch) add(w *worker) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.workers = append(l.workers, w)
 }
 
 func (l *loginWatch) lost(err error) {
@@ -24,7 +52,7 @@ func (l *loginWatch) lost(err error) {
 		return
 	}
 	l.down = true
-	l.log.WithError(err).Error("Smartcar refused the login: every vehicle is offline. Run `smartcar2mqtt auth` to log in again; the daemon picks up the new login by itself, no restart needed")
+	l.log.WithError(err).Error(smartcar.LoginAdvice(err) + ". Every vehicle is offline until then")
 	l.askAll()
 }
 

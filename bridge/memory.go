@@ -21,11 +21,36 @@ type memory struct {
 }
 
 type savedState struct {
-	State      string           `json:"state"`
-	Attributes attributes       `json:"attributes"`
-	KnownAt    time.Time        `json:"known_at"`         // when the state was last learned from the car
-	Charge     *smartcar.Charge `json:"charge,omitempty"` // the last successful read
-	ReadAt     time.Time        `json:"read_at"`
+	State      string       `json:"state"`
+	Attributes attributes   `json:"attributes"`
+	KnownAt    time.Time    `json:"known_at"`         // when the state was last learned from the car
+	Charge     *savedCharge `json:"charge,omitempty"` // the last successful read
+	ReadAt     time.Time    `json:"read_at"`
+}
+
+// savedCharge is the last read as kept on disk. Files written before API v3
+// hold the charge limit as v2.0's fraction, socLimit; it is read into percent.
+type savedCharge struct {
+	smartcar.ChargeState
+	SocLimit *float64 `json:"socLimit,omitempty"`
+}
+
+func (c *savedCharge) state() *smartcar.ChargeState {
+	if c == nil {
+		return nil
+	}
+	st := c.ChargeState
+	if st.LimitPercent == nil && c.SocLimit != nil {
+		st.LimitPercent = new(smartcar.PercentFromFraction(*c.SocLimit))
+	}
+	return &st
+}
+
+func saveCharge(st *smartcar.ChargeState) *savedCharge {
+	if st == nil {
+		return nil
+	}
+	return &savedCharge{ChargeState: *st}
 }
 
 func newMemory(dir, vehicleID string) *memory {

@@ -47,7 +47,7 @@ func (b *Bridge) Status() Status {
 		Connects:        b.connects.Load(),
 		ConnectionsLost: b.lost.Load(),
 	}
-	for id, w := range b.workers {
+	for id, w := range b.fleet.Load().workers {
 		v := VehicleStatus{ID: id, Available: w.gauges.available.Load()}
 		if ns := w.gauges.knownAt.Load(); ns != 0 {
 			v.KnownAt = time.Unix(0, ns)

@@ -16,10 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // With BROKER_TLS_CERT/KEY the embedded broker also speaks MQTT over TLS, with the
@@ -118,7 +120,8 @@ func TestMQTTCAFile(t *testing.T) {
 		{"ssl://127.0.0.1:8883", filepath.Join(dir, "missing.pem"), false},
 		{"tcp://127.0.0.1:1883", "", true},
 	} {
-		_, err := New(nil, nil, Options{MQTT: MQTTOptions{URL: tt.url, CAFile: tt.ca, ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus, Log: testLog(t)})
+		_, err := New(nil, nil, Options{MQTT: MQTTOptions{URL: tt.url, CAFile: tt.ca, ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus,
+			Origin: discovery.Origin{Name: "smartcar2mqtt"}, Log: testLog(t)})
 		if (err == nil) != tt.ok {
 			t.Errorf("New(%s, CA %s) error = %v, want ok=%v", tt.url, filepath.Base(tt.ca), err, tt.ok)
 		}
@@ -137,7 +140,7 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 		opts = "user root\n" + opts
 	}
 	m := itest.NewMosquitto(t, "ssl", opts)
-	e := newEnv(t, "mochi", smartcar.SimOptions{}) // the simulator and data dir; the bridge uses mosquitto
+	e := newEnv(t, "mochi", smartcarsim.Options{}) // the simulator and data dir; the bridge uses mosquitto
 	e.broker.Close()
 	e.mqtt = MQTTOptions{URL: m.URL(), CAFile: certFile, ClientID: "smartcar2mqtt-tls-test"}
 	e.userURL, e.user, e.pass = "", "", ""

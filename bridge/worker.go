@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -14,10 +14,11 @@ import (
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
-// Smartcar is what the bridge needs from the Smartcar API.
+// Smartcar is what the bridge needs from the Smartcar API, whichever generation
+// answers.
 type Smartcar interface {
 	ChargePortDoor(ctx context.Context, v smartcar.Vehicle, a smartcar.Action) error
-	TeslaCharge(ctx context.Context, vehicleID string) (smartcar.Charge, error)
+	Read(ctx context.Context, v smartcar.Vehicle) (smartcar.ChargeState, error)
 	// CheckLogin gets an access token without calling the API: how a vehicle
 	// taken offline by a refused login learns, for free, that it works again.
 	CheckLogin(ctx context.Context) error
@@ -54,17 +55,23 @@ type worker struct {
 	memory  *memory     // the state kept across restarts; nil keeps nothing
 	login   *loginWatch // shared by all workers
 	stale   func(vehicleID string, err error)
+	noDoor  func(v Vehicle, why string) // Smartcar has no door command for it
+	// doorWhy is why commands are refused ("" while the cover is offered); read
+	// by paho's handler, set by the worker when Smartcar says it has no command.
+	doorWhy atomic.Pointer[string]
 	poll    time.Duration
 	probe   time.Duration // loginProbeInterval
 	stagger time.Duration // added once to the first poll after a cold start
 
 	state     string
 	attrs     attributes
-	known     time.Time        // when the door state was last learned from the car
-	charge    *smartcar.Charge // the last successful read, for the companion entities
-	readAt    time.Time        // when that read was made
+	known     time.Time             // when the door state was last learned from the car
+	charge    *smartcar.ChargeState // the last successful read, for the companion entities
+	readAt    time.Time             // when that read was made
 	available bool
 	loginLost bool      // offline because Smartcar refused the login
+	retired   bool      // offline because Smartcar switched its API v2.0 off
+	noData    bool      // the last read found no data at Smartcar (said once)
 	due       time.Time // next read; zero for none
 	gauges    vehicleGauges
 }
@@ -92,7 +99,7 @@ func newErrorInfo(err error) *errorInfo {
 	if errors.As(err, &se) {
 		return &errorInfo{Type: se.Type, Code: se.Code, Description: se.Description, RequestID: se.RequestID, Resolution: se.Resolution, StatusCode: se.StatusCode}
 	}
-	if isTimeout(err) {
+	if smartcar.OutcomeUnknown(err) {
 		return &errorInfo{Type: "TIMEOUT", Description: err.Error()}
 	}
 	return &errorInfo{Type: "NETWORK", Description: err.Error()}
@@ -144,7 +151,7 @@ func (w *worker) run(stop, call context.Context) {
 func (w *worker) restore() {
 	if saved, ok := w.memory.load(w.log); ok {
 		w.state, w.attrs, w.known = saved.State, saved.Attributes, saved.KnownAt
-		w.charge, w.readAt = saved.Charge, saved.ReadAt
+		w.charge, w.readAt = saved.Charge.state(), saved.ReadAt
 	}
 	w.gauges.set(w.available, w.known)
 	if !w.vehicle.CanReadCharge() {
@@ -160,7 +167,7 @@ func (w *worker) restore() {
 // scheduleAfter plans the next poll one interval after the state was learned.
 func (w *worker) scheduleAfter(learned time.Time) {
 	w.due = time.Time{}
-	if w.poll > 0 && w.vehicle.CanReadCharge() {
+	if w.poll > 0 && w.vehicle.CanReadCharge() && !w.retired {
 		w.due = learned.Add(w.poll + w.stagger)
 		w.stagger = 0
 	}
@@ -201,16 +208,25 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.publishAttributes()
 	w.publishLastError()
 	w.remember()
+	if errors.Is(err, smartcar.ErrNoChargePortCommand) {
+		why := "Smartcar has no charge port command for this vehicle"
+		w.doorWhy.Store(&why)
+		w.noDoor(w.vehicle, why)
+		return
+	}
 	w.failed(err)
 	// A command that timed out may still have reached the car: learn the truth with a
 	// read rather than guessing, and never by sending it again.
-	if w.vehicle.CanReadCharge() && isTimeout(err) {
+	if w.vehicle.CanReadCharge() && smartcar.OutcomeUnknown(err) {
 		w.mail.requestRead()
 	}
 }
 
 func (w *worker) read(ctx context.Context) {
-	charge, err := w.car.TeslaCharge(ctx, w.vehicle.ID)
+	if w.retired {
+		return // reading an API that is switched off only costs calls
+	}
+	charge, err := w.car.Read(ctx, w.vehicle.Vehicle)
 	now := time.Now()
 	if err != nil {
 		w.log.WithError(err).Warn("reading the charge port state failed")
@@ -225,10 +241,17 @@ func (w *worker) read(ctx context.Context) {
 		return
 	}
 	w.attrs = attributes{LastCommand: w.attrs.LastCommand, Result: "success", Source: "poll", UpdatedAt: &now}
+	if charge.NoData != w.noData {
+		w.noData = charge.NoData
+		if charge.NoData {
+			w.log.WithField("request_id", charge.RequestID).Warn("Smartcar holds no data for this car yet: the door and charge state stay unknown. " +
+				"In API v3 a car often has no readable signals until it is subscribed to a webhook: in the Smartcar dashboard open Webhooks, add one with the charge signals and subscribe this vehicle (or all vehicles); the next read picks the data up")
+		}
+	}
 	switch {
-	case charge.ChargePortOpen == nil:
+	case charge.DoorOpen == nil:
 		w.state = stateUnknown
-	case *charge.ChargePortOpen:
+	case *charge.DoorOpen:
 		w.state = stateOpen
 	default:
 		w.state = stateClosed
@@ -252,14 +275,21 @@ func (w *worker) learned(at time.Time) {
 }
 
 func (w *worker) remember() {
-	w.memory.save(w.log, savedState{State: w.state, Attributes: w.attrs, KnownAt: w.known, Charge: w.charge, ReadAt: w.readAt})
+	w.memory.save(w.log, savedState{State: w.state, Attributes: w.attrs, KnownAt: w.known, Charge: saveCharge(w.charge), ReadAt: w.readAt})
 }
 
 // failed reacts to what an error says about the daemon's access to the vehicle.
 func (w *worker) failed(err error) {
 	var se *smartcar.Error
 	switch {
-	case smartcar.IsInvalidGrant(err), errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
+	case smartcar.IsV2Retired(err):
+		// Nothing works again until the user moves to API v3, which needs a
+		// restart with new credentials: offline, no more polls.
+		w.retired = true
+		w.due = time.Time{}
+		w.setAvailable(false)
+		w.login.retired(err)
+	case smartcar.IsLoginRefused(err), errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
 		w.loginRefused()
 		w.login.lost(err)
 	case errors.As(err, &se) && (se.StatusCode == http.StatusForbidden || se.StatusCode == http.StatusNotFound):
@@ -358,7 +388,7 @@ func (w *worker) publishCompanions() {
 	}
 	charge := w.charge
 	if charge == nil {
-		charge = &smartcar.Charge{}
+		charge = &smartcar.ChargeState{}
 	}
 	for topic, payload := range companions(w.topics, charge) {
 		w.out.publish(topic, true, []byte(payload))
@@ -391,13 +421,4 @@ func (w *worker) publishLastRead() {
 		return
 	}
 	w.out.publish(w.topics.LastRead, true, []byte(discovery.TimestampPayload(w.readAt)))
-}
-
-func isTimeout(err error) bool {
-	var se *smartcar.Error
-	if errors.As(err, &se) {
-		return false
-	}
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }

@@ -44,17 +44,20 @@ import (
 //   - SmartcarMode, LogLevel and LogFormat are lower case;
 //   - HTTPListen is "" when the HTTP server is disabled (HTTP_LISTEN=off).
 type Config struct {
-	SmartcarClientID     string        `envconfig:"SMARTCAR_CLIENT_ID" defaultdoc:"required for run/auth" desc:"Smartcar application client id"`
-	SmartcarClientSecret Secret        `envconfig:"SMARTCAR_CLIENT_SECRET" defaultdoc:"required for run/auth" desc:"Smartcar application client secret; never logged"`
-	SmartcarRedirectURI  string        `envconfig:"SMARTCAR_REDIRECT_URI" default:"http://localhost:8000/callback" desc:"redirect URI served by auth; must match the Smartcar dashboard"`
-	SmartcarMode         string        `envconfig:"SMARTCAR_MODE" default:"live" desc:"Connect mode: live, simulated or test"`
-	SmartcarRefreshToken Secret        `envconfig:"SMARTCAR_REFRESH_TOKEN" desc:"seeds the token store when it is empty; ignored once the store holds a newer token; never logged"`
-	SmartcarVehicleIDs   []string      `envconfig:"SMARTCAR_VEHICLE_IDS" defaultdoc:"all" desc:"comma-separated vehicle ids to bridge"`
-	SmartcarAPIURL       string        `envconfig:"SMARTCAR_API_URL" default:"https://api.smartcar.com/v2.0" desc:"Smartcar API base URL"`
-	SmartcarTokenURL     string        `envconfig:"SMARTCAR_TOKEN_URL" default:"https://auth.smartcar.com/oauth/token" desc:"Smartcar OAuth token endpoint"`
-	SmartcarConnectURL   string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
-	SmartcarPollInterval time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state (one Smartcar call per vehicle); 0 disables"`
-	SmartcarTimeout      time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
+	SmartcarClientID      string        `envconfig:"SMARTCAR_CLIENT_ID" defaultdoc:"required for run/auth" desc:"API v3: the API client id (client_…, dashboard → Configuration → API Credentials); API v2.0: the app's UUID client id"`
+	SmartcarClientSecret  Secret        `envconfig:"SMARTCAR_CLIENT_SECRET" defaultdoc:"required for run/auth" desc:"the secret of SMARTCAR_CLIENT_ID; never logged"`
+	SmartcarApplicationID string        `envconfig:"SMARTCAR_APPLICATION_ID" defaultdoc:"required for auth with API v3" desc:"API v3: the Application ID (dashboard → Configuration), which Smartcar Connect takes as its client_id"`
+	SmartcarAPIVersion    string        `envconfig:"SMARTCAR_API_VERSION" default:"auto" desc:"auto (a client id starting with client_ means v3, anything else v2), v3 or v2"`
+	SmartcarUserID        string        `envconfig:"SMARTCAR_USER_ID" defaultdoc:"all users" desc:"API v3: serve only this Smartcar user's connected cars"`
+	SmartcarRedirectURI   string        `envconfig:"SMARTCAR_REDIRECT_URI" default:"http://localhost:8000/callback" desc:"Smartcar Connect's redirect; must be registered in the dashboard (auth serves it when it names localhost)"`
+	SmartcarMode          string        `envconfig:"SMARTCAR_MODE" default:"live" desc:"Connect mode: live, simulated or test"`
+	SmartcarRefreshToken  Secret        `envconfig:"SMARTCAR_REFRESH_TOKEN" desc:"API v2.0 only: seeds the token store when it is empty; ignored once the store holds a newer token; never logged"`
+	SmartcarVehicleIDs    []string      `envconfig:"SMARTCAR_VEHICLE_IDS" defaultdoc:"all" desc:"comma-separated vehicle ids to bridge"`
+	SmartcarAPIURL        string        `envconfig:"SMARTCAR_API_URL" defaultdoc:"v3 https://vehicle.api.smartcar.com/v3, v2 https://api.smartcar.com/v2.0" desc:"Smartcar API base URL"`
+	SmartcarTokenURL      string        `envconfig:"SMARTCAR_TOKEN_URL" defaultdoc:"v3 https://iam.smartcar.com/oauth2/token, v2 https://auth.smartcar.com/oauth/token" desc:"Smartcar token endpoint"`
+	SmartcarConnectURL    string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
+	SmartcarPollInterval  time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state (one Smartcar call per vehicle); 0 disables"`
+	SmartcarTimeout       time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
 
 	MQTTURL       string `envconfig:"MQTT_URL" defaultdoc:"embedded broker" desc:"external broker: tcp://host:1883, ssl://host:8883, ws://..., wss://... (also mqtt://, mqtts://); unset runs the embedded broker"`
 	MQTTUsername  string `envconfig:"MQTT_USERNAME" desc:"username on the external broker"`
@@ -82,6 +85,61 @@ type Config struct {
 	// set records which variables had a non-empty value, for IsSet.
 	// Unexported, so envconfig and the variable walk ignore it.
 	set map[string]bool
+	// api is the generation in use (APIV3 or APIV2) once SMARTCAR_API_VERSION
+	// is settled, and apiWhy says why, for the start-up log.
+	api, apiWhy string
+}
+
+// API generations as SMARTCAR_API_VERSION names them.
+const (
+	APIAuto = "auto"
+	APIV3   = "v3"
+	APIV2   = "v2"
+)
+
+// v3ClientIDPrefix starts every API v3 client id: apps created since mid-2026
+// have no other kind.
+const v3ClientIDPrefix = "client_"
+
+// Default Smartcar endpoints of each generation.
+const (
+	DefaultV3APIURL   = "https://vehicle.api.smartcar.com/v3"
+	DefaultV3TokenURL = "https://iam.smartcar.com/oauth2/token"
+	DefaultV2APIURL   = "https://api.smartcar.com/v2.0"
+	DefaultV2TokenURL = "https://auth.smartcar.com/oauth/token"
+)
+
+// APIVersion is the Smartcar API generation in use, APIV3 or APIV2.
+func (c *Config) APIVersion() string { return c.api }
+
+// APIVersionReason says why APIVersion is what it is, in words.
+func (c *Config) APIVersionReason() string { return c.apiWhy }
+
+// ChooseAPI settles SMARTCAR_API_VERSION and the endpoints that depend on it:
+// auto picks v3 for a client id starting with client_ and v2 otherwise, and
+// unset API and token URLs get the generation's defaults. Load calls it;
+// demo calls it again after putting its simulator's credentials in.
+func (c *Config) ChooseAPI() {
+	switch c.SmartcarAPIVersion {
+	case APIV3, APIV2:
+		c.api, c.apiWhy = c.SmartcarAPIVersion, "SMARTCAR_API_VERSION="+c.SmartcarAPIVersion
+	default:
+		switch {
+		case strings.HasPrefix(c.SmartcarClientID, v3ClientIDPrefix):
+			c.api, c.apiWhy = APIV3, "SMARTCAR_API_VERSION=auto and the client id starts with client_, as API v3 ids do"
+		case c.SmartcarClientID == "":
+			c.api, c.apiWhy = APIV3, "SMARTCAR_API_VERSION=auto and no client id: v3 is what new Smartcar apps get"
+		default:
+			c.api, c.apiWhy = APIV2, "SMARTCAR_API_VERSION=auto and the client id does not start with client_: a legacy API v2.0 app"
+		}
+	}
+	v3 := c.api == APIV3
+	if !c.set["SMARTCAR_API_URL"] {
+		c.SmartcarAPIURL = map[bool]string{true: DefaultV3APIURL, false: DefaultV2APIURL}[v3]
+	}
+	if !c.set["SMARTCAR_TOKEN_URL"] {
+		c.SmartcarTokenURL = map[bool]string{true: DefaultV3TokenURL, false: DefaultV2TokenURL}[v3]
+	}
 }
 
 // HTTPListenOff is the HTTP_LISTEN value that disables the HTTP server.
@@ -195,6 +253,10 @@ func LoadFrom(command string, lookup LookupFunc) (*Config, error) {
 		}
 	}
 	c.validate(cfg, command)
+	if !c.unparsed["SMARTCAR_API_VERSION"] {
+		cfg.ChooseAPI()
+		c.apiVersion(cfg, command)
+	}
 	if len(c.problems) > 0 {
 		sortProblems(c.problems)
 		return nil, &Error{Problems: c.problems}
@@ -301,13 +363,19 @@ func (c *checker) validate(cfg *Config, command string) {
 		c.required("SMARTCAR_CLIENT_SECRET", cfg.SmartcarClientSecret.Reveal(), "required for "+command)
 	}
 	c.check("SMARTCAR_MODE", oneOf(&cfg.SmartcarMode, "live", "simulated", "test"))
+	if reason := oneOf(&cfg.SmartcarAPIVersion, APIAuto, APIV3, APIV2); reason != "" {
+		c.check("SMARTCAR_API_VERSION", reason)
+		c.unparsed["SMARTCAR_API_VERSION"] = true // no generation to check the rest against
+	}
 	for _, u := range []struct{ key, val string }{
 		{"SMARTCAR_API_URL", cfg.SmartcarAPIURL},
 		{"SMARTCAR_TOKEN_URL", cfg.SmartcarTokenURL},
 		{"SMARTCAR_CONNECT_URL", cfg.SmartcarConnectURL},
 		{"SMARTCAR_REDIRECT_URI", cfg.SmartcarRedirectURI},
 	} {
-		c.check(u.key, httpURL(u.val))
+		if u.val != "" { // the API and token URLs default by generation, below
+			c.check(u.key, httpURL(u.val))
+		}
 	}
 	if cfg.SmartcarPollInterval < 0 {
 		c.check("SMARTCAR_POLL_INTERVAL", fmt.Sprintf("%s is negative (0 disables polling)", cfg.SmartcarPollInterval))
@@ -350,6 +418,28 @@ func (c *checker) validate(cfg *Config, command string) {
 
 	c.check("LOG_LEVEL", oneOf(&cfg.LogLevel, "debug", "info", "warn", "error"))
 	c.check("LOG_FORMAT", oneOf(&cfg.LogFormat, "text", "json"))
+}
+
+// apiVersion checks what depends on the API generation, once it is chosen.
+func (c *checker) apiVersion(cfg *Config, command string) {
+	for _, u := range []struct{ key, val string }{
+		{"SMARTCAR_API_URL", cfg.SmartcarAPIURL},
+		{"SMARTCAR_TOKEN_URL", cfg.SmartcarTokenURL},
+	} {
+		if !cfg.set[u.key] { // a set value was checked with the others
+			c.check(u.key, httpURL(u.val))
+		}
+	}
+	switch cfg.api {
+	case APIV3:
+		if command == "auth" {
+			c.required("SMARTCAR_APPLICATION_ID", cfg.SmartcarApplicationID, "required for auth with API v3 (dashboard → Configuration → Application ID)")
+		}
+	case APIV2:
+		if strings.HasPrefix(cfg.SmartcarClientID, v3ClientIDPrefix) {
+			c.check("SMARTCAR_API_VERSION", "is v2, but SMARTCAR_CLIENT_ID is an API v3 client id (client_…), which API v2.0 refuses: use v3 or auto")
+		}
+	}
 }
 
 func (c *checker) required(key, val, reason string) {

@@ -18,7 +18,8 @@ import (
 // BROKER_TLS_* row), written out by hand so a renamed or dropped tag fails.
 func specVariables() []string {
 	return []string{
-		"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_REDIRECT_URI",
+		"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_APPLICATION_ID",
+		"SMARTCAR_API_VERSION", "SMARTCAR_USER_ID", "SMARTCAR_REDIRECT_URI",
 		"SMARTCAR_MODE", "SMARTCAR_REFRESH_TOKEN", "SMARTCAR_VEHICLE_IDS",
 		"SMARTCAR_API_URL", "SMARTCAR_TOKEN_URL", "SMARTCAR_CONNECT_URL",
 		"SMARTCAR_POLL_INTERVAL", "SMARTCAR_TIMEOUT",
@@ -136,8 +137,9 @@ func TestDefaults(t *testing.T) {
 	want := &Config{
 		SmartcarRedirectURI:  "http://localhost:8000/callback",
 		SmartcarMode:         "live",
-		SmartcarAPIURL:       "https://api.smartcar.com/v2.0",
-		SmartcarTokenURL:     "https://auth.smartcar.com/oauth/token",
+		SmartcarAPIVersion:   "auto",
+		SmartcarAPIURL:       "https://vehicle.api.smartcar.com/v3",
+		SmartcarTokenURL:     "https://iam.smartcar.com/oauth2/token",
 		SmartcarConnectURL:   "https://connect.smartcar.com/oauth/authorize",
 		SmartcarPollInterval: 6 * time.Hour,
 		SmartcarTimeout:      310 * time.Second,
@@ -152,6 +154,8 @@ func TestDefaults(t *testing.T) {
 		LogLevel:             "info",
 		LogFormat:            "text",
 		set:                  map[string]bool{},
+		api:                  APIV3,
+		apiWhy:               cfg.APIVersionReason(),
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -207,8 +211,13 @@ func TestRequired(t *testing.T) {
 		{"run with empty client secret", "run", with(valid(), "SMARTCAR_CLIENT_SECRET", ""), []string{"SMARTCAR_CLIENT_SECRET"}},
 		{"run with whitespace client secret", "run", with(valid(), "SMARTCAR_CLIENT_SECRET", " "), []string{"SMARTCAR_CLIENT_SECRET"}},
 		{"run empty environment", "run", nil, []string{"BROKER_PASSWORD", "BROKER_USERNAME", "SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET"}},
-		{"auth empty environment", "auth", nil, []string{"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET"}},
-		{"auth without client id", "auth", without(valid(), "SMARTCAR_CLIENT_ID"), []string{"SMARTCAR_CLIENT_ID"}},
+		{"auth empty environment", "auth", nil, []string{"SMARTCAR_APPLICATION_ID", "SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET"}},
+		{"auth without client id", "auth", without(valid(), "SMARTCAR_CLIENT_ID"), []string{"SMARTCAR_APPLICATION_ID", "SMARTCAR_CLIENT_ID"}},
+		{"auth v3 without application id", "auth", with(valid(), "SMARTCAR_CLIENT_ID", "client_abc"), []string{"SMARTCAR_APPLICATION_ID"}},
+		{"auth v3 with application id", "auth", with(valid(), "SMARTCAR_CLIENT_ID", "client_abc", "SMARTCAR_APPLICATION_ID", "app-1"), nil},
+		{"run v3 needs no application id", "run", with(valid(), "SMARTCAR_CLIENT_ID", "client_abc"), nil},
+		{"v2 forced with a v3 client id", "run", with(valid(), "SMARTCAR_CLIENT_ID", "client_abc", "SMARTCAR_API_VERSION", "v2"), []string{"SMARTCAR_API_VERSION"}},
+		{"unknown API version", "run", with(valid(), "SMARTCAR_API_VERSION", "v4"), []string{"SMARTCAR_API_VERSION"}},
 		{"auth with empty client secret", "auth", with(valid(), "SMARTCAR_CLIENT_SECRET", ""), []string{"SMARTCAR_CLIENT_SECRET"}},
 		{"auth needs no broker account", "auth", without(valid(), "BROKER_USERNAME", "BROKER_PASSWORD"), nil},
 		{"demo empty environment", "demo", nil, nil},
@@ -478,36 +487,39 @@ func TestLoadReadsProcessEnvironment(t *testing.T) {
 // decodes like envconfig.Process whenever every variable is set non-empty.
 func TestAgreesWithEnvconfig(t *testing.T) {
 	env := map[string]string{
-		"SMARTCAR_CLIENT_ID":     "id",
-		"SMARTCAR_CLIENT_SECRET": "secret",
-		"SMARTCAR_REDIRECT_URI":  "http://localhost:9000/cb",
-		"SMARTCAR_MODE":          "test",
-		"SMARTCAR_REFRESH_TOKEN": "refresh",
-		"SMARTCAR_VEHICLE_IDS":   "v1,v2",
-		"SMARTCAR_API_URL":       "http://127.0.0.1:1/v2.0",
-		"SMARTCAR_TOKEN_URL":     "http://127.0.0.1:1/oauth/token",
-		"SMARTCAR_CONNECT_URL":   "http://127.0.0.1:1/oauth/authorize",
-		"SMARTCAR_POLL_INTERVAL": "1h30m",
-		"SMARTCAR_TIMEOUT":       "45s",
-		"MQTT_URL":               "tcp://mqtt:1883",
-		"MQTT_USERNAME":          "mu",
-		"MQTT_PASSWORD":          "mp",
-		"MQTT_CA_FILE":           tempFile(t, "ca.pem"),
-		"MQTT_CLIENT_ID":         "cid",
-		"MQTT_BASE_TOPIC":        "cars",
-		"HA_DISCOVERY_PREFIX":    "ha",
-		"HA_STATUS_TOPIC":        "ha/status",
-		"BROKER_LISTEN":          ":1884",
-		"BROKER_USERNAME":        "bu",
-		"BROKER_PASSWORD":        "bp",
-		"BROKER_ALLOW_ANONYMOUS": "1",
-		"BROKER_TLS_CERT":        tempFile(t, "cert.pem"),
-		"BROKER_TLS_KEY":         tempFile(t, "key.pem"),
-		"BROKER_TLS_LISTEN":      ":8884",
-		"DATA_DIR":               "/tmp/x",
-		"HTTP_LISTEN":            ":8081",
-		"LOG_LEVEL":              "debug",
-		"LOG_FORMAT":             "json",
+		"SMARTCAR_CLIENT_ID":      "id",
+		"SMARTCAR_CLIENT_SECRET":  "secret",
+		"SMARTCAR_APPLICATION_ID": "app-id",
+		"SMARTCAR_API_VERSION":    "v2",
+		"SMARTCAR_USER_ID":        "user-1",
+		"SMARTCAR_REDIRECT_URI":   "http://localhost:9000/cb",
+		"SMARTCAR_MODE":           "test",
+		"SMARTCAR_REFRESH_TOKEN":  "refresh",
+		"SMARTCAR_VEHICLE_IDS":    "v1,v2",
+		"SMARTCAR_API_URL":        "http://127.0.0.1:1/v2.0",
+		"SMARTCAR_TOKEN_URL":      "http://127.0.0.1:1/oauth/token",
+		"SMARTCAR_CONNECT_URL":    "http://127.0.0.1:1/oauth/authorize",
+		"SMARTCAR_POLL_INTERVAL":  "1h30m",
+		"SMARTCAR_TIMEOUT":        "45s",
+		"MQTT_URL":                "tcp://mqtt:1883",
+		"MQTT_USERNAME":           "mu",
+		"MQTT_PASSWORD":           "mp",
+		"MQTT_CA_FILE":            tempFile(t, "ca.pem"),
+		"MQTT_CLIENT_ID":          "cid",
+		"MQTT_BASE_TOPIC":         "cars",
+		"HA_DISCOVERY_PREFIX":     "ha",
+		"HA_STATUS_TOPIC":         "ha/status",
+		"BROKER_LISTEN":           ":1884",
+		"BROKER_USERNAME":         "bu",
+		"BROKER_PASSWORD":         "bp",
+		"BROKER_ALLOW_ANONYMOUS":  "1",
+		"BROKER_TLS_CERT":         tempFile(t, "cert.pem"),
+		"BROKER_TLS_KEY":          tempFile(t, "key.pem"),
+		"BROKER_TLS_LISTEN":       ":8884",
+		"DATA_DIR":                "/tmp/x",
+		"HTTP_LISTEN":             ":8081",
+		"LOG_LEVEL":               "debug",
+		"LOG_FORMAT":              "json",
 	}
 	if len(env) != len(specVariables()) {
 		t.Fatalf("env sets %d variables, want all %d", len(env), len(specVariables()))
@@ -526,7 +538,7 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 	if len(got.set) != len(specVariables()) {
 		t.Errorf("IsSet true for %d variables, want %d", len(got.set), len(specVariables()))
 	}
-	got.set = nil
+	got.set, got.api, got.apiWhy = nil, "", ""
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("LoadFrom and envconfig.Process differ:\n got %+v\nwant %+v", *got, want)
 	}

@@ -12,16 +12,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // demoCar is the simulated Tesla of `smartcar2mqtt demo`, with both
 // permissions, so every entity exists.
 var demoCar = discovery.Vehicle{
-	ID: smartcar.SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021,
+	ID: smartcarsim.TeslaID, Make: "TESLA", Model: "Model 3", Year: 2021,
 	ChargePortDoor: true, ChargeRead: true,
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 // BenchmarkClientTeslaCharge measures one door-state read against the
@@ -21,15 +23,15 @@ func BenchmarkClientTeslaCharge(b *testing.B) {
 		{"observed", []Option{WithObserver(NewUsage("", nil))}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			sim := NewSimulator(SimOptions{ClientID: testClientID, ClientSecret: testClientSecret})
+			sim := smartcarsim.New(smartcarsim.Options{ClientID: testClientID, ClientSecret: testClientSecret})
 			srv := httptest.NewServer(sim)
 			defer srv.Close()
 			opts := append([]Option{WithHTTPClient(srv.Client())}, bc.opts...)
-			c := NewClient(srv.URL+"/v2.0", &staticTokens{access: simAccessToken(b, srv)}, opts...)
+			c := NewV2Client(srv.URL+"/v2.0", &staticTokens{access: simAccessToken(b, srv)}, opts...)
 			ctx := context.Background()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.TeslaCharge(ctx, SimTeslaID); err != nil {
+				if _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -41,7 +43,7 @@ func BenchmarkClientTeslaCharge(b *testing.B) {
 // endpoint, without the Tokens machinery the benchmark is not about.
 func simAccessToken(tb testing.TB, srv *httptest.Server) string {
 	tb.Helper()
-	sim := srv.Config.Handler.(*Simulator)
+	sim := srv.Config.Handler.(*smartcarsim.Simulator)
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {sim.IssueRefreshToken()}}
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/oauth/token", strings.NewReader(form.Encode()))
 	if err != nil {

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,9 +20,13 @@ import (
 // like any API provider, should be able to tell who is calling.
 const DefaultUserAgent = "smartcar2mqtt/dev"
 
-// DefaultPageSize is the limit asked for on paged lists: Smartcar's own
-// default, so most accounts need exactly one call.
+// DefaultPageSize is the limit asked for on v2.0's paged lists: Smartcar's
+// own default, so most accounts need exactly one call.
 const DefaultPageSize = 10
+
+// DefaultV3PageSize is the page size asked of v3's /connections: its
+// largest, so a listing costs one call for up to 50 cars.
+const DefaultV3PageSize = 50
 
 // maxBody bounds how much of a response is read; Smartcar's bodies are small.
 const maxBody = 1 << 20
@@ -37,11 +41,13 @@ type TokenSource interface {
 	Invalidate()
 }
 
-// Client calls the Smartcar API v2.0, retrying as SPEC §6 says (see do). It
-// is safe for concurrent use, and meant to be shared: a 429 one caller
-// receives holds back the others through the Client's gate.
+// Client calls one generation of the Smartcar API (v3 or v2.0, chosen by its
+// constructor; callers need not know which), retrying as do describes. It is
+// safe for concurrent use, and meant to be shared: a 429 one caller receives
+// holds back the others through the Client's gate.
 type Client struct {
-	base      string // API root, e.g. https://api.smartcar.com/v2.0, no trailing slash
+	api       generation
+	base      string // API root, e.g. https://vehicle.api.smartcar.com/v3, no trailing slash
 	tokens    TokenSource
 	hc        *http.Client
 	userAgent string
@@ -53,6 +59,34 @@ type Client struct {
 	maxRetryWait time.Duration // longest Retry-After one call waits out
 	observer     CallObserver  // nil: nobody counts
 	gate         gate          // shared 429 holds, per vehicle and app-wide
+	userFilter   string        // v3: list only this user's connections
+	trace        func(Trace)   // nil: requests are not traced
+}
+
+// generation is what differs between API v3 and v2.0: where things are and
+// what their bodies look like. The retry, rate-limit and token machinery is
+// the Client's, shared by both.
+type generation interface {
+	version() string
+	vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, error)
+	read(ctx context.Context, c *Client, v Vehicle) (ChargeState, error)
+	chargePortDoor(ctx context.Context, c *Client, v Vehicle, a Action) error
+}
+
+// API generations, as Client.Version and the vehicle cache name them.
+const (
+	V3 = "v3"
+	V2 = "v2"
+)
+
+// Trace is one HTTP exchange with Smartcar, for a debug log line. It never
+// holds a token, a secret or a body.
+type Trace struct {
+	Method, Path string // Path is below the API root, without the query
+	Status       int    // 0: no response
+	Duration     time.Duration
+	RequestID    string
+	Err          error // transport failure, if any
 }
 
 // Option configures a Client.
@@ -86,16 +120,35 @@ func WithObserver(o CallObserver) Option { return func(c *Client) { c.observer =
 // WithPageSize sets the limit asked for on paged lists.
 func WithPageSize(n int) Option { return func(c *Client) { c.pageSize = n } }
 
-// NewClient returns a client for the API rooted at apiURL (e.g.
-// "https://api.smartcar.com/v2.0") that asks tokens for a bearer token on
-// every request.
-func NewClient(apiURL string, tokens TokenSource, opts ...Option) *Client {
+// WithUserFilter makes the vehicle list hold only this Smartcar user's cars
+// (API v3, SMARTCAR_USER_ID); v2.0 has one user per login and ignores it.
+func WithUserFilter(userID string) Option { return func(c *Client) { c.userFilter = userID } }
+
+// WithTrace reports every HTTP exchange to f, e.g. for a debug log line.
+func WithTrace(f func(Trace)) Option { return func(c *Client) { c.trace = f } }
+
+// NewV3Client returns a client for API v3 rooted at apiURL (e.g.
+// "https://vehicle.api.smartcar.com/v3"), with an application token from
+// tokens (see AppTokens) on every request.
+func NewV3Client(apiURL string, tokens TokenSource, opts ...Option) *Client {
+	return newClient(v3API{}, apiURL, tokens, DefaultV3PageSize, opts)
+}
+
+// NewV2Client returns a client for the legacy API v2.0 rooted at apiURL (e.g.
+// "https://api.smartcar.com/v2.0"), with the user's access token from tokens
+// (see Tokens) on every request.
+func NewV2Client(apiURL string, tokens TokenSource, opts ...Option) *Client {
+	return newClient(&v2API{}, apiURL, tokens, DefaultPageSize, opts)
+}
+
+func newClient(api generation, apiURL string, tokens TokenSource, pageSize int, opts []Option) *Client {
 	c := &Client{
+		api:       api,
 		base:      strings.TrimRight(apiURL, "/"),
 		tokens:    tokens,
 		hc:        http.DefaultClient,
 		userAgent: DefaultUserAgent,
-		pageSize:  DefaultPageSize,
+		pageSize:  pageSize,
 		now:       time.Now,
 
 		backoff:      DefaultBackoff,
@@ -105,7 +158,7 @@ func NewClient(apiURL string, tokens TokenSource, opts ...Option) *Client {
 		o(c)
 	}
 	if c.pageSize <= 0 {
-		c.pageSize = DefaultPageSize
+		c.pageSize = pageSize
 	}
 	if c.userAgent == "" {
 		c.userAgent = DefaultUserAgent
@@ -113,75 +166,35 @@ func NewClient(apiURL string, tokens TokenSource, opts ...Option) *Client {
 	return c
 }
 
-// VehicleIDs lists the ids of every vehicle the token can see (GET /vehicles),
-// following Smartcar's limit/offset paging.
-func (c *Client) VehicleIDs(ctx context.Context) ([]string, error) {
-	ids, err := pages(c.pageSize, func(limit, offset int) ([]string, paging, error) {
-		var resp struct {
-			Vehicles []string `json:"vehicles"`
-			Paging   paging   `json:"paging"`
-		}
-		_, err := c.do(ctx, request{endpoint: EndpointVehicles, method: http.MethodGet,
-			path: "/vehicles", query: pageQuery(limit, offset)}, &resp)
-		return resp.Vehicles, resp.Paging, err
-	})
+// Version names the API generation this client speaks: V3 or V2.
+func (c *Client) Version() string { return c.api.version() }
+
+// Vehicles lists the vehicles the application may use, with their make,
+// model, year, user and permissions: all of them, or only those in only.
+// v3 reads them from /connections (one call per 50 cars); v2.0 lists the ids
+// and asks each wanted vehicle for its attributes and permissions.
+func (c *Client) Vehicles(ctx context.Context, only []string) ([]VehicleDetails, error) {
+	vs, err := c.api.vehicles(ctx, c, only)
 	if err != nil {
 		return nil, fmt.Errorf("list vehicles: %w", err)
 	}
-	return ids, nil
+	return vs, nil
 }
 
-// Vehicle reads a vehicle's make, model and year (GET /vehicles/{id}).
-func (c *Client) Vehicle(ctx context.Context, id string) (Vehicle, error) {
-	var v Vehicle
-	r := request{endpoint: EndpointVehicle, vehicleID: id, method: http.MethodGet, path: vehiclePath(id)}
-	if _, err := c.do(ctx, r, &v); err != nil {
-		return Vehicle{}, fmt.Errorf("get vehicle %s: %w", id, err)
-	}
-	if v.ID == "" {
-		v.ID = id
-	}
-	return v, nil
-}
-
-// Permissions lists the permissions the owner granted for a vehicle
-// (GET /vehicles/{id}/permissions), following paging.
-func (c *Client) Permissions(ctx context.Context, id string) ([]string, error) {
-	perms, err := pages(c.pageSize, func(limit, offset int) ([]string, paging, error) {
-		var resp struct {
-			Permissions []string `json:"permissions"`
-			Paging      paging   `json:"paging"`
-		}
-		_, err := c.do(ctx, request{endpoint: EndpointPermissions, vehicleID: id, method: http.MethodGet,
-			path: vehiclePath(id) + "/permissions", query: pageQuery(limit, offset)}, &resp)
-		return resp.Permissions, resp.Paging, err
-	})
+// Read reads the charge port door and the charge state of v in one call.
+func (c *Client) Read(ctx context.Context, v Vehicle) (ChargeState, error) {
+	st, err := c.api.read(ctx, c, v)
 	if err != nil {
-		return nil, fmt.Errorf("get permissions of %s: %w", id, err)
+		return ChargeState{}, fmt.Errorf("read charge state of %s: %w", v.ID, err)
 	}
-	return perms, nil
+	return st, nil
 }
 
-// TeslaCharge reads a Tesla's charge state, including the charge port door
-// (GET /vehicles/{id}/tesla/charge, permission read_charge).
-func (c *Client) TeslaCharge(ctx context.Context, id string) (Charge, error) {
-	var ch Charge
-	reqID, err := c.do(ctx, request{endpoint: EndpointTeslaCharge, vehicleID: id, method: http.MethodGet,
-		path: vehiclePath(id) + "/tesla/charge"}, &ch)
-	if err != nil {
-		return Charge{}, fmt.Errorf("read charge state of %s: %w", id, err)
-	}
-	ch.RequestID = reqID
-	return ch, nil
-}
-
-// ChargePortDoor opens or closes the charge port door
-// (POST /vehicles/{id}/{make}/charge/charge_port_door, permission
-// control_charge). Smartcar offers it for Tesla only; other makes get an
-// *Error from Smartcar. The command is re-sent only after a 401 or 429, which
-// Smartcar answers without acting; after a timeout, a transport error, a 500
-// or a 502 the car may have acted, so the caller gets the error and should
-// read the state before trying again.
+// ChargePortDoor opens or closes the charge port door of v. A command
+// answered 500, 502 or 503 is sent again (it names a target state, so a
+// second one is harmless); after a timeout or a transport error nobody knows
+// whether the car acted, so the caller gets the error (OutcomeUnknown says
+// so) and should read the state instead of sending it again.
 func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error {
 	op := "open charge port"
 	if a == Close {
@@ -190,53 +203,68 @@ func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error 
 	if !a.Valid() {
 		return fmt.Errorf("charge port door: invalid action %q (want OPEN or CLOSE)", a)
 	}
-	if v.Make == "" {
-		return fmt.Errorf("%s of %s: vehicle make unknown", op, v.ID)
-	}
-	body, err := json.Marshal(struct {
-		Action Action `json:"action"`
-	}{a})
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	path := vehiclePath(v.ID) + "/" + url.PathEscape(strings.ToLower(v.Make)) + "/charge/charge_port_door"
-
-	var resp struct {
-		Status  string `json:"status"`
-		Message string `json:"message"`
-		errorBody
-	}
-	reqID, err := c.do(ctx, request{endpoint: EndpointChargePortDoor, vehicleID: v.ID, method: http.MethodPost,
-		path: path, body: body}, &resp)
-	if err != nil {
+	if err := c.api.chargePortDoor(ctx, c, v, a); err != nil {
 		return fmt.Errorf("%s of %s: %w", op, v.ID, err)
 	}
-	// A long-running command may answer 2xx and report its real outcome in
-	// the body; an error object there is still an error.
-	if resp.isError() && resp.StatusCode >= 400 {
-		e := &Error{StatusCode: resp.StatusCode, RequestID: reqID}
-		e.fill(resp.errorBody)
-		return fmt.Errorf("%s of %s: %w", op, v.ID, e)
-	}
-	if resp.Status != "" && !strings.EqualFold(resp.Status, "success") {
-		return fmt.Errorf("%s of %s: command status %q: %s", op, v.ID, resp.Status, resp.Message)
-	}
 	return nil
+}
+
+// errUnfinishedCommand: the command's answer ended before its outcome.
+var errUnfinishedCommand = errors.New("the answer ended before the command finished")
+
+// OutcomeUnknown reports whether a failed command may still have reached the
+// car: it timed out, the connection failed after sending, or the answer ended
+// before the outcome. The state should then be read, never the command sent
+// again blindly.
+func OutcomeUnknown(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, errUnfinishedCommand) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // request is one API call as do sends it.
 type request struct {
 	endpoint  string // Endpoint constant, for the observer
 	vehicleID string // for the 429 gate and the observer; "" for the vehicle list
+	userID    string // v3: sent as sc-user-id
 	method    string
 	path      string // below the API root, e.g. /vehicles/{id}
 	query     url.Values
-	body      []byte // JSON; nil for GET
+	rawQuery  string // used instead of query when set (a paging link, as Smartcar wrote it)
+	body      []byte // JSON; nil for none
+	// targetState: sending it twice is harmless (a door command names the
+	// state it wants), so a 500/502/503 answer may be retried like a GET.
+	targetState bool
 }
 
-// do sends one API call and decodes a 2xx JSON body into out. It returns the
-// SC-Request-Id of the final response. The whole call, retries and waits
-// included, runs under the WithTimeout bound. Retries (SPEC §6):
+// response is a 2xx answer.
+type response struct {
+	status    int
+	requestID string
+	body      []byte
+}
+
+// getJSON sends r and decodes the 2xx body into out; it returns the request id.
+func (c *Client) getJSON(ctx context.Context, r request, out any) (string, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	if out != nil && len(bytes.TrimSpace(resp.body)) > 0 {
+		if err := json.Unmarshal(resp.body, out); err != nil {
+			c.observe(r, OutcomeInvalidResponse, resp.status, time.Now())
+			return resp.requestID, fmt.Errorf("decode response (status %d, request id %s): %w", resp.status, resp.requestID, err)
+		}
+	}
+	return resp.requestID, nil
+}
+
+// do sends one API call and returns its 2xx answer, body read in full. The
+// whole call, retries and waits included, runs under the WithTimeout bound.
+// Retries:
 //
 //   - 401: invalidate the token, refresh, retry once (any method).
 //   - 429: close the gate for the vehicle (RATE_LIMIT:VEHICLE) or for
@@ -244,20 +272,25 @@ type request struct {
 //     retry, at most maxRateLimitRetries times (any method: Smartcar did not
 //     process it). Every request first waits for the gate; a wait longer than
 //     WithMaxRetryWait or past the deadline returns the 429 *Error at once.
-//   - 500, 502 and transport errors: GET only, maxAttempts tries in all, with
-//     full-jitter exponential backoff; a backoff past the deadline returns the
-//     last error at once. A POST is never re-sent after these (see mayResend).
+//   - 500, 502, 503: GETs and door commands (targetState), maxAttempts tries
+//     in all, with full-jitter exponential backoff; a backoff past the
+//     deadline returns the last error at once.
+//   - transport errors: GET only, likewise. A POST is never re-sent after
+//     one: nobody knows whether it arrived.
 //   - anything else (409 VEHICLE_STATE, other 4xx, 501…): no retry.
 //
 // After the last try it returns the last *Error (or transport error).
-func (c *Client) do(ctx context.Context, r request, out any) (string, error) {
+func (c *Client) do(ctx context.Context, r request) (response, error) {
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
 	u := c.base + r.path
-	if len(r.query) > 0 {
+	switch {
+	case r.rawQuery != "":
+		u += "?" + r.rawQuery
+	case len(r.query) > 0:
 		u += "?" + r.query.Encode()
 	}
 	var (
@@ -268,38 +301,33 @@ func (c *Client) do(ctx context.Context, r request, out any) (string, error) {
 	)
 	for {
 		if err := c.waitGate(ctx, r.vehicleID, last429); err != nil {
-			return "", err
+			return response{}, err
 		}
 		tok, err := c.tokens.Token()
 		if err != nil {
-			return "", fmt.Errorf("get access token: %w", err)
+			return response{}, fmt.Errorf("get access token: %w", err)
 		}
 		start := time.Now()
-		status, h, respBody, err := c.send(ctx, r.method, u, r.body, tok.AccessToken)
+		status, h, respBody, err := c.send(ctx, r, u, tok.AccessToken)
+		reqID := h.Get(RequestIDHeader)
+		c.traceCall(r, status, reqID, start, err)
 		if err != nil {
 			c.observe(r, transportOutcome(err), 0, start)
-			if ctx.Err() != nil || !mayResend(r.method) {
-				return "", err
+			if ctx.Err() != nil || r.method != http.MethodGet {
+				return response{}, err
 			}
 			failures++
 			if failures >= maxAttempts {
-				return "", err
+				return response{}, err
 			}
 			if werr := c.backoffWait(ctx, failures, err); werr != nil {
-				return "", werr
+				return response{}, werr
 			}
 			continue
 		}
-		reqID := h.Get(RequestIDHeader)
 		if status >= 200 && status <= 299 {
-			if out != nil && len(bytes.TrimSpace(respBody)) > 0 {
-				if err := json.Unmarshal(respBody, out); err != nil {
-					c.observe(r, OutcomeInvalidResponse, status, start)
-					return reqID, fmt.Errorf("decode response (status %d, request id %s): %w", status, reqID, err)
-				}
-			}
 			c.observe(r, OutcomeOK, status, start)
-			return reqID, nil
+			return response{status: status, requestID: reqID, body: respBody}, nil
 		}
 		e := newHTTPError(status, h, respBody, c.now())
 		e.redact(tok.AccessToken) // a proxy's error page may echo our headers
@@ -320,16 +348,16 @@ func (c *Client) do(ctx context.Context, r request, out any) (string, error) {
 			c.tokens.Invalidate()
 		case status == http.StatusTooManyRequests:
 			if limited++; limited > maxRateLimitRetries {
-				return reqID, e
+				return response{}, e
 			}
 			last429 = e
-		case retryableStatus(status) && mayResend(r.method) && failures+1 < maxAttempts:
+		case retryableStatus(status) && (r.method == http.MethodGet || r.targetState) && failures+1 < maxAttempts:
 			failures++
 			if werr := c.backoffWait(ctx, failures, e); werr != nil {
-				return reqID, werr
+				return response{}, werr
 			}
 		default:
-			return reqID, e
+			return response{}, e
 		}
 	}
 }
@@ -390,56 +418,49 @@ func (c *Client) observe(r request, outcome string, status int, start time.Time)
 	})
 }
 
-// send performs one HTTP exchange with the bearer token and returns the
-// fully read body, so ctx's deadline covers the body too.
-func (c *Client) send(ctx context.Context, method, u string, body []byte, bearer string) (status int, h http.Header, respBody []byte, err error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+// traceCall reports one exchange to the WithTrace function, if any.
+func (c *Client) traceCall(r request, status int, reqID string, start time.Time, err error) {
+	if c.trace == nil {
+		return
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	c.trace(Trace{Method: r.method, Path: r.path, Status: status, Duration: time.Since(start), RequestID: reqID, Err: err})
+}
+
+// send performs one HTTP exchange with the bearer token and returns the
+// fully read body, so ctx's deadline covers the body too (a v3 command that
+// takes minutes streams its answer: reading it to the end is waiting for
+// the outcome).
+func (c *Client) send(ctx context.Context, r request, u, bearer string) (status int, h http.Header, respBody []byte, err error) {
+	var rd io.Reader
+	if r.body != nil {
+		rd = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
-		return 0, nil, nil, err
+		return 0, http.Header{}, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+bearer)
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
+	if r.userID != "" {
+		req.Header.Set(UserIDHeader, r.userID)
+	}
+	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// *url.Error names method and URL; our URLs carry no secrets.
-		return 0, nil, nil, err
+		return 0, http.Header{}, nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return 0, nil, nil, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
+		return 0, resp.Header, nil, fmt.Errorf("read response (status %d): %w", resp.StatusCode, err)
 	}
 	return resp.StatusCode, resp.Header, data, nil
 }
 
-// pages collects a limit/offset paged list. It stops on an empty or short
-// page, or once paging.count (the total) is reached.
-func pages(limit int, fetch func(limit, offset int) ([]string, paging, error)) ([]string, error) {
-	var all []string
-	for offset, n := 0, 0; n < maxPages; n++ {
-		items, pg, err := fetch(limit, offset)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, items...)
-		offset += len(items)
-		if len(items) == 0 || len(items) < limit || (pg.Count > 0 && offset >= pg.Count) {
-			return all, nil
-		}
-	}
-	return nil, errors.New("paging did not end")
-}
-
-func pageQuery(limit, offset int) url.Values {
-	return url.Values{"limit": {strconv.Itoa(limit)}, "offset": {strconv.Itoa(offset)}}
-}
-
-func vehiclePath(id string) string { return "/vehicles/" + url.PathEscape(id) }
+// UserIDHeader scopes an API v3 vehicle request to the user whose
+// connection holds the vehicle.
+const UserIDHeader = "sc-user-id"

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 func TestClientReads(t *testing.T) {
@@ -25,13 +27,13 @@ func TestClientReads(t *testing.T) {
 		call func() (any, error)
 		want any
 	}{
-		{"vehicle ids", func() (any, error) { return c.VehicleIDs(ctx) },
-			[]string{SimTeslaID, SimOtherID}},
-		{"tesla info", func() (any, error) { return c.Vehicle(ctx, SimTeslaID) },
-			Vehicle{ID: SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}},
-		{"other info", func() (any, error) { return c.Vehicle(ctx, SimOtherID) },
-			Vehicle{ID: SimOtherID, Make: "FORD", Model: "Mustang Mach-E", Year: 2022}},
-		{"tesla permissions", func() (any, error) { return c.Permissions(ctx, SimTeslaID) },
+		{"vehicle ids", func() (any, error) { return v2(c).ids(ctx, c) },
+			[]string{smartcarsim.TeslaID, smartcarsim.OtherID}},
+		{"tesla info", func() (any, error) { return v2(c).vehicle(ctx, c, smartcarsim.TeslaID) },
+			Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}},
+		{"other info", func() (any, error) { return v2(c).vehicle(ctx, c, smartcarsim.OtherID) },
+			Vehicle{ID: smartcarsim.OtherID, Make: "FORD", Model: "Mustang Mach-E", Year: 2022}},
+		{"tesla permissions", func() (any, error) { return v2(c).permissions(ctx, c, smartcarsim.TeslaID) },
 			[]string{PermReadVehicleInfo, PermReadCharge, PermControlCharge}},
 	}
 	for _, tt := range tests {
@@ -49,15 +51,15 @@ func TestClientReads(t *testing.T) {
 
 func TestClientPaging(t *testing.T) {
 	e := newEnv(t)
-	want := []string{SimTeslaID, SimOtherID}
+	want := []string{smartcarsim.TeslaID, smartcarsim.OtherID}
 	for i := range 23 {
 		id := fmt.Sprintf("extra-%02d", i)
-		e.sim.AddVehicle(Vehicle{ID: id, Make: "FORD", Model: "F-150 Lightning", Year: 2023}, []string{PermReadVehicleInfo})
+		e.sim.AddVehicle(smartcarsim.Vehicle{ID: id, Make: "FORD", Model: "F-150 Lightning", Year: 2023}, []string{PermReadVehicleInfo})
 		want = append(want, id)
 	}
 	c, _ := e.client(t, WithPageSize(10))
 
-	got, err := c.VehicleIDs(ctxT(t))
+	got, err := v2(c).ids(ctxT(t), c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +79,8 @@ func TestClientPaging(t *testing.T) {
 	}
 
 	// Permissions page the same way.
-	c2 := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithPageSize(2))
-	perms, err := c2.Permissions(ctxT(t), SimTeslaID)
+	c2 := NewV2Client(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithPageSize(2))
+	perms, err := v2(c2).permissions(ctxT(t), c2, smartcarsim.TeslaID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,15 +127,13 @@ func TestTeslaCharge(t *testing.T) {
 	c, _ := e.client(t)
 	ctx := ctxT(t)
 
-	ch, err := c.TeslaCharge(ctx, SimTeslaID)
+	ch, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Charge{
-		ChargePortOpen: ptr(false), ChargePortLatch: ptr("DISENGAGED"), IsPluggedIn: ptr(false),
-		State: ptr("NOT_CHARGING"), SocLimit: ptr(0.8), EnergyAdded: ptr(0.0), Amperage: ptr(0.0),
-		AmperageRequested: ptr(32.0), AmperageMax: ptr(48.0), Voltage: ptr(0.0), Wattage: ptr(0.0),
-		ChargeRate: ptr(0.0), TimeToComplete: ptr(0.0), IsFastChargerPresent: ptr(false),
+	want := ChargeState{
+		DoorOpen: ptr(false), Latch: ptr("DISENGAGED"), PluggedIn: ptr(false),
+		Charging: ptr("NOT_CHARGING"), LimitPercent: ptr(80.0), EnergyAdded: ptr(0.0),
 	}
 	logged := e.requestsTo("GET", "/tesla/charge")
 	want.RequestID = logged[len(logged)-1].RequestID
@@ -141,17 +141,16 @@ func TestTeslaCharge(t *testing.T) {
 		t.Errorf("charge = %s\nwant     %s", dump(ch), dump(want))
 	}
 
-	e.sim.SetPluggedIn(SimTeslaID, true)
-	ch, err = c.TeslaCharge(ctx, SimTeslaID)
+	e.sim.SetPluggedIn(smartcarsim.TeslaID, true)
+	ch, err = c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !*ch.ChargePortOpen || !*ch.IsPluggedIn || *ch.State != "CHARGING" || *ch.ChargePortLatch != "ENGAGED" ||
-		*ch.Wattage != 7.68 || *ch.ChargerPhases != 1 || ch.FastChargerType != nil {
+	if !*ch.DoorOpen || !*ch.PluggedIn || *ch.Charging != "CHARGING" || *ch.Latch != "ENGAGED" || *ch.EnergyAdded != 4.2 {
 		t.Errorf("plugged-in charge = %s", dump(ch))
 	}
 
-	_, err = c.TeslaCharge(ctx, SimOtherID)
+	_, err = c.Read(ctx, Vehicle{ID: smartcarsim.OtherID})
 	assertSmartcarError(t, err, 501, TypeCompatibility, "MAKE_NOT_COMPATIBLE")
 }
 
@@ -161,29 +160,29 @@ func TestChargePortDoor(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
 	ctx := ctxT(t)
-	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}
+	tesla := Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}
 
 	if err := c.ChargePortDoor(ctx, tesla, Open); err != nil {
 		t.Fatal(err)
 	}
-	if !e.sim.ChargePortOpen(SimTeslaID) {
+	if !e.sim.ChargePortOpen(smartcarsim.TeslaID) {
 		t.Fatal("door still closed after OPEN")
 	}
 	posts := e.requestsTo("POST", "/charge/charge_port_door")
-	if got := posts[0].Path; got != "/v2.0/vehicles/"+SimTeslaID+"/tesla/charge/charge_port_door" {
+	if got := posts[0].Path; got != "/v2.0/vehicles/"+smartcarsim.TeslaID+"/tesla/charge/charge_port_door" {
 		t.Errorf("path = %s (make must be lowercase)", got)
 	}
 	if got := posts[0].Body; got != `{"action":"OPEN"}` {
 		t.Errorf("body = %s", got)
 	}
-	if ch, err := c.TeslaCharge(ctx, SimTeslaID); err != nil || !*ch.ChargePortOpen {
-		t.Errorf("tesla/charge after OPEN: %v, %v", ch.ChargePortOpen, err)
+	if ch, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); err != nil || !*ch.DoorOpen {
+		t.Errorf("tesla/charge after OPEN: %v, %v", ch.DoorOpen, err)
 	}
 
 	if err := c.ChargePortDoor(ctx, tesla, Close); err != nil {
 		t.Fatal(err)
 	}
-	if e.sim.ChargePortOpen(SimTeslaID) {
+	if e.sim.ChargePortOpen(smartcarsim.TeslaID) {
 		t.Fatal("door still open after CLOSE")
 	}
 }
@@ -192,27 +191,30 @@ func TestChargePortDoorErrors(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
 	ctx := ctxT(t)
-	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
+	tesla := Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}
 
 	t.Run("non-tesla make", func(t *testing.T) {
-		err := c.ChargePortDoor(ctx, Vehicle{ID: SimOtherID, Make: "FORD"}, Open)
+		err := c.ChargePortDoor(ctx, Vehicle{ID: smartcarsim.OtherID, Make: "FORD"}, Open)
 		assertSmartcarError(t, err, 501, TypeCompatibility, "MAKE_NOT_COMPATIBLE")
-		if !strings.HasPrefix(err.Error(), "open charge port of "+SimOtherID+": ") {
+		if !errors.Is(err, ErrNoChargePortCommand) {
+			t.Errorf("501 is not ErrNoChargePortCommand: %v", err)
+		}
+		if !strings.HasPrefix(err.Error(), "open charge port of "+smartcarsim.OtherID+": ") {
 			t.Errorf("error lacks operation context: %v", err)
 		}
 	})
 	t.Run("close while plugged in", func(t *testing.T) {
-		e.sim.SetPluggedIn(SimTeslaID, true)
-		defer e.sim.SetPluggedIn(SimTeslaID, false)
+		e.sim.SetPluggedIn(smartcarsim.TeslaID, true)
+		defer e.sim.SetPluggedIn(smartcarsim.TeslaID, false)
 		err := c.ChargePortDoor(ctx, tesla, Close)
 		assertSmartcarError(t, err, 409, TypeVehicleState, "CHARGING_PLUG_CONNECTED")
-		if !e.sim.ChargePortOpen(SimTeslaID) {
+		if !e.sim.ChargePortOpen(smartcarsim.TeslaID) {
 			t.Error("door closed despite the error")
 		}
 	})
 	t.Run("permission not granted", func(t *testing.T) {
-		e.sim.SetPermissions(SimTeslaID, PermReadVehicleInfo, PermReadCharge)
-		defer e.sim.SetPermissions(SimTeslaID, PermReadVehicleInfo, PermReadCharge, PermControlCharge)
+		e.sim.SetPermissions(smartcarsim.TeslaID, PermReadVehicleInfo, PermReadCharge)
+		defer e.sim.SetPermissions(smartcarsim.TeslaID, PermReadVehicleInfo, PermReadCharge, PermControlCharge)
 		err := c.ChargePortDoor(ctx, tesla, Open)
 		se := assertSmartcarError(t, err, 403, TypePermission, "")
 		if se.Resolution != "REAUTHENTICATE" {
@@ -224,7 +226,7 @@ func TestChargePortDoorErrors(t *testing.T) {
 		if err := c.ChargePortDoor(ctx, tesla, Action("open")); err == nil {
 			t.Fatal("lowercase action accepted")
 		}
-		if err := c.ChargePortDoor(ctx, Vehicle{ID: SimTeslaID}, Open); err == nil {
+		if err := c.ChargePortDoor(ctx, Vehicle{ID: smartcarsim.TeslaID}, Open); err == nil {
 			t.Fatal("vehicle without make accepted")
 		}
 		if after := len(e.sim.Requests()); after != before {
@@ -238,25 +240,25 @@ func TestChargePortDoorErrors(t *testing.T) {
 func TestErrorDecoding(t *testing.T) {
 	tests := []struct {
 		name  string
-		fault Fault
+		fault smartcarsim.Fault
 		want  Error // RequestID checked separately
 	}{
-		{"permission", Fault{Status: 403},
+		{"permission", smartcarsim.Fault{Status: 403},
 			Error{StatusCode: 403, Type: TypePermission, Resolution: "REAUTHENTICATE"}},
-		{"asleep", Fault{Status: 409},
+		{"asleep", smartcarsim.Fault{Status: 409},
 			Error{StatusCode: 409, Type: TypeVehicleState, Code: "ASLEEP"}},
-		{"unreachable", Fault{Status: 409, Type: TypeVehicleState, Code: "UNREACHABLE"},
+		{"unreachable", smartcarsim.Fault{Status: 409, Type: TypeVehicleState, Code: "UNREACHABLE"},
 			Error{StatusCode: 409, Type: TypeVehicleState, Code: "UNREACHABLE"}},
-		{"rate limit", Fault{Status: 429, RetryAfter: 30 * time.Second},
+		{"rate limit", smartcarsim.Fault{Status: 429, RetryAfter: 30 * time.Second},
 			Error{StatusCode: 429, Type: TypeRateLimit, Code: "VEHICLE", Resolution: "RETRY_LATER", RetryAfter: 30 * time.Second}},
 		// 500 and 502 are retried: Times -1 makes every try fail.
-		{"server", Fault{Status: 500, Times: -1},
+		{"server", smartcarsim.Fault{Status: 500, Times: -1},
 			Error{StatusCode: 500, Type: TypeServer, Code: "INTERNAL", Resolution: "RETRY_LATER"}},
-		{"upstream", Fault{Status: 502, Times: -1},
+		{"upstream", smartcarsim.Fault{Status: 502, Times: -1},
 			Error{StatusCode: 502, Type: TypeUpstream, Code: "UNKNOWN_ISSUE", Resolution: "RETRY_LATER"}},
-		{"not json", Fault{Status: 503, RawBody: "<html><body>upstream\nconnect error</body></html>"},
+		{"not json", smartcarsim.Fault{Status: 503, Times: -1, RawBody: "<html><body>upstream\nconnect error</body></html>"},
 			Error{StatusCode: 503, Description: "Service Unavailable: <html><body>upstream connect error</body></html>"}},
-		{"401 twice", Fault{Status: 401, Times: 2},
+		{"401 twice", smartcarsim.Fault{Status: 401, Times: 2},
 			Error{StatusCode: 401, Type: TypeAuthentication}},
 	}
 	for _, tt := range tests {
@@ -266,7 +268,7 @@ func TestErrorDecoding(t *testing.T) {
 			tt.fault.Path = "/tesla/charge"
 			e.sim.InjectFault(tt.fault)
 
-			_, err := c.TeslaCharge(ctxT(t), SimTeslaID)
+			_, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID})
 			var got *Error
 			if !errors.As(err, &got) {
 				t.Fatalf("err = %v (%T), want *Error", err, err)
@@ -301,13 +303,13 @@ func TestUnauthorizedRefreshesOnceAndRetriesOnce(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
 	ctx := ctxT(t)
-	if _, err := c.VehicleIDs(ctx); err != nil { // warm: one refresh
+	if _, err := v2(c).ids(ctx, c); err != nil { // warm: one refresh
 		t.Fatal(err)
 	}
 	before := e.tokenRequests()
 
-	e.sim.InjectFault(Fault{Path: "/v2.0/vehicles", Status: 401})
-	ids, err := c.VehicleIDs(ctx)
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/v2.0/vehicles", Status: 401})
+	ids, err := v2(c).ids(ctx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,20 +332,20 @@ func TestUnauthorizedRefreshesOnceAndRetriesOnce(t *testing.T) {
 }
 
 func TestExpiredAccessTokenIs401AndRetriedOnce(t *testing.T) {
-	e := newEnv(t, func(o *SimOptions) { o.AccessTTL = time.Hour })
+	e := newEnv(t, func(o *smartcarsim.Options) { o.AccessTTL = time.Hour })
 	st := &staticTokens{access: e.accessToken(t)}
-	c := NewClient(e.apiURL, st)
-	if _, err := c.Vehicle(ctxT(t), SimTeslaID); err != nil {
+	c := NewV2Client(e.apiURL, st)
+	if _, err := v2(c).vehicle(ctxT(t), c, smartcarsim.TeslaID); err != nil {
 		t.Fatalf("valid token refused: %v", err)
 	}
 	e.clock.Advance(time.Hour)
 
-	_, err := c.Vehicle(ctxT(t), SimTeslaID)
+	_, err := v2(c).vehicle(ctxT(t), c, smartcarsim.TeslaID)
 	assertSmartcarError(t, err, 401, TypeAuthentication, "")
 	if n := st.invalidations(); n != 1 {
 		t.Errorf("Invalidate calls = %d, want 1", n)
 	}
-	if n := len(e.requestsTo("GET", "/vehicles/"+SimTeslaID)); n != 3 {
+	if n := len(e.requestsTo("GET", "/vehicles/"+smartcarsim.TeslaID)); n != 3 {
 		t.Errorf("requests = %d, want 3 (ok, 401, one retry)", n)
 	}
 }
@@ -351,17 +353,17 @@ func TestExpiredAccessTokenIs401AndRetriedOnce(t *testing.T) {
 func TestUserAgent(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
-	custom := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithUserAgent("smartcar2mqtt/1.2.3"))
+	custom := NewV2Client(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithUserAgent("smartcar2mqtt/1.2.3"))
 	ctx := ctxT(t)
-	if _, err := c.VehicleIDs(ctx); err != nil {
+	if _, err := v2(c).ids(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := custom.Vehicle(ctx, SimTeslaID); err != nil {
+	if _, err := v2(custom).vehicle(ctx, custom, smartcarsim.TeslaID); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range e.sim.Requests() {
 		want := DefaultUserAgent
-		if r.Path == "/v2.0/vehicles/"+SimTeslaID {
+		if r.Path == "/v2.0/vehicles/"+smartcarsim.TeslaID {
 			want = "smartcar2mqtt/1.2.3"
 		}
 		if r.UserAgent != want {
@@ -372,14 +374,14 @@ func TestUserAgent(t *testing.T) {
 
 func TestTransportErrorsNameTheOperation(t *testing.T) {
 	e := newEnv(t)
-	c := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)})
+	c := NewV2Client(e.apiURL, &staticTokens{access: e.accessToken(t)})
 	e.srv.Close()
 
-	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: SimTeslaID, Make: "TESLA"}, Close)
+	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}, Close)
 	if err == nil {
 		t.Fatal("no error from a closed server")
 	}
-	if !strings.HasPrefix(err.Error(), "close charge port of "+SimTeslaID+": ") {
+	if !strings.HasPrefix(err.Error(), "close charge port of "+smartcarsim.TeslaID+": ") {
 		t.Errorf("error = %v", err)
 	}
 	var ue *url.Error
@@ -389,23 +391,23 @@ func TestTransportErrorsNameTheOperation(t *testing.T) {
 }
 
 func TestTimeoutAndCancellation(t *testing.T) {
-	e := newEnv(t, func(o *SimOptions) { o.Latency = time.Hour })
+	e := newEnv(t, func(o *smartcarsim.Options) { o.Latency = time.Hour })
 	st := &staticTokens{access: e.accessToken(t)}
-	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
+	tesla := Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}
 
 	t.Run("per-request timeout", func(t *testing.T) {
-		c := NewClient(e.apiURL, st, WithTimeout(50*time.Millisecond))
+		c := NewV2Client(e.apiURL, st, WithTimeout(50*time.Millisecond))
 		err := c.ChargePortDoor(ctxT(t), tesla, Open)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want deadline exceeded", err)
 		}
 	})
 	t.Run("caller cancels", func(t *testing.T) {
-		c := NewClient(e.apiURL, st)
+		c := NewV2Client(e.apiURL, st)
 		ctx, cancel := context.WithCancel(ctxT(t))
 		go func() {
 			// Cancel once the command has reached the car.
-			e.sim.WaitRequest(ctx, func(r SimRequest) bool { return r.Method == "POST" && r.Status == 0 })
+			e.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool { return r.Method == "POST" && r.Status == 0 })
 			cancel()
 		}()
 		err := c.ChargePortDoor(ctx, tesla, Open)
@@ -414,15 +416,15 @@ func TestTimeoutAndCancellation(t *testing.T) {
 		}
 	})
 	// The simulator saw both clients go away and did not move the door.
-	if _, err := e.sim.WaitRequest(ctxT(t), func(r SimRequest) bool { return r.Method == "POST" && r.Status == 499 }); err != nil {
+	if _, err := e.sim.WaitRequest(ctxT(t), func(r smartcarsim.Request) bool { return r.Method == "POST" && r.Status == 499 }); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range e.requestsTo("POST", "") {
-		if _, err := e.sim.WaitRequest(ctxT(t), func(x SimRequest) bool { return x.RequestID == r.RequestID && x.Status != 0 }); err != nil {
+		if _, err := e.sim.WaitRequest(ctxT(t), func(x smartcarsim.Request) bool { return x.RequestID == r.RequestID && x.Status != 0 }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if e.sim.ChargePortOpen(SimTeslaID) {
+	if e.sim.ChargePortOpen(smartcarsim.TeslaID) {
 		t.Error("door moved although every client gave up")
 	}
 }
@@ -450,7 +452,7 @@ func TestCommandErrorInSuccessfulResponse(t *testing.T) {
 		io.WriteString(w, `{"type":"VEHICLE_STATE","code":"UNREACHABLE","description":"gone","statusCode":409,"resolution":{"type":null}}`)
 	}))
 	defer srv.Close()
-	c := NewClient(srv.URL, &staticTokens{access: "x"})
+	c := NewV2Client(srv.URL, &staticTokens{access: "x"})
 	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: "v", Make: "TESLA"}, Open)
 	se := assertSmartcarError(t, err, 409, TypeVehicleState, "UNREACHABLE")
 	if se.RequestID != "hdr-req" {

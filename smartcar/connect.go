@@ -181,7 +181,6 @@ func (c Connect) Run(ctx context.Context) (*oauth2.Token, error) {
 		state:  state,
 		out:    &lockedWriter{w: c.Out},
 		result: make(chan callbackResult, 1),
-		page:   template.Must(template.New("page").Parse(callbackPage)),
 	}
 	srv := &http.Server{
 		Handler:           f,
@@ -251,29 +250,14 @@ type callback struct {
 	state  string
 	out    *lockedWriter
 	result chan callbackResult // buffered 1; written once
-	page   *template.Template
 
 	mu       sync.Mutex
 	finished bool // the state is single-use: the first matching callback decides
 }
 
 func (f *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != f.path {
-		http.NotFound(w, r)
-		return
-	}
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	q := r.URL.Query()
-	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.state)) != 1 {
-		// Checked before anything else, errors included: a forged
-		// error=access_denied must not end the flow either.
-		f.out.printf("Ignored a request to the callback with a missing or wrong state (not the browser sent to Smartcar by this command); still waiting.\n")
-		f.render(w, http.StatusBadRequest, "Wrong sign-in link",
-			"This page does not belong to the sign-in that smartcar2mqtt auth is waiting for (the state does not match). Open the URL it printed instead.")
+	q, ok := redirectQuery(w, r, f.path, f.state, f.out)
+	if !ok {
 		return
 	}
 
@@ -340,14 +324,47 @@ func (f *callback) exchange(code string) (*oauth2.Token, error) {
 }
 
 func (f *callback) render(w http.ResponseWriter, status int, title, msg string) {
+	renderPage(w, status, title, msg)
+}
+
+// redirectQuery is the query of a redirect from Connect to path, once it is
+// known to come from the browser this flow sent there: a GET whose state
+// matches. It has answered the request when ok is false. The state is checked
+// before anything else, errors included: a forged error=access_denied must
+// not end the flow either.
+func redirectQuery(w http.ResponseWriter, r *http.Request, path, state string, out *lockedWriter) (q url.Values, ok bool) {
+	if r.URL.Path != path {
+		http.NotFound(w, r)
+		return nil, false
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return nil, false
+	}
+	q = r.URL.Query()
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+		out.printf("Ignored a request to the callback with a missing or wrong state (not the browser sent to Smartcar by this command); still waiting.\n")
+		renderPage(w, http.StatusBadRequest, "Wrong sign-in link",
+			"This page does not belong to the sign-in that smartcar2mqtt auth is waiting for (the state does not match). Open the URL it printed instead.")
+		return nil, false
+	}
+	return q, true
+}
+
+// renderPage answers the browser Smartcar Connect sent back.
+func renderPage(w http.ResponseWriter, status int, title, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	// The URL this page was served for holds the code; keep it out of
-	// Referer headers should the user follow a link from here.
+	// The URL this page was served for holds the code or user id; keep it
+	// out of Referer headers should the user follow a link from here.
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(status)
-	f.page.Execute(w, struct{ Title, Message string }{title, msg})
+	callbackTemplate.Execute(w, struct{ Title, Message string }{title, msg})
 }
+
+// callbackTemplate is parsed once; templates are safe for concurrent use.
+var callbackTemplate = template.Must(template.New("page").Parse(callbackPage))
 
 const callbackPage = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>smartcar2mqtt: {{.Title}}</title></head>
@@ -376,15 +393,15 @@ func (l *lockedWriter) printf(format string, args ...any) {
 	fmt.Fprintf(l.w, format, args...)
 }
 
-// PrintVehicles writes vs as a table: make, model, year, id, and whether the
-// charge port door is offered (and why not).
+// PrintVehicles writes vs as a table: make, model, year, id, the Smartcar
+// user (API v3), and whether the charge port door is offered (and why not).
 func PrintVehicles(w io.Writer, vs []VehicleDetails) error {
 	if len(vs) == 0 {
 		_, err := fmt.Fprintln(w, "No vehicles are visible to this login: run smartcar2mqtt auth again and select a vehicle in Smartcar Connect.")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MAKE\tMODEL\tYEAR\tID\tCHARGE PORT DOOR")
+	fmt.Fprintln(tw, "MAKE\tMODEL\tYEAR\tID\tUSER\tCHARGE PORT DOOR")
 	for _, v := range vs {
 		door := "yes"
 		if ok, why := v.ChargePortDoorSupport(); !ok {
@@ -394,7 +411,11 @@ func PrintVehicles(w io.Writer, vs []VehicleDetails) error {
 		if v.Year != 0 {
 			year = strconv.Itoa(v.Year)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Make, v.Model, year, v.ID, door)
+		user := v.UserID
+		if user == "" {
+			user = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Make, v.Model, year, v.ID, user, door)
 	}
 	return tw.Flush()
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 )
 
@@ -249,7 +251,7 @@ func (e *env) failedConnect(t *testing.T, wantStatus int, wantPage string) *conn
 }
 
 func TestConnectAccessDenied(t *testing.T) {
-	e := newEnv(t, func(o *SimOptions) { o.DenyConnect = true })
+	e := newEnv(t, func(o *smartcarsim.Options) { o.DenyConnect = true })
 	run := e.failedConnect(t, http.StatusOK, "User denied access to application.")
 	var se *Error
 	if !errors.As(run.err, &se) || se.Type != TypeConnect || se.Code != CodeAccessDenied {
@@ -268,7 +270,7 @@ func TestConnectAccessDenied(t *testing.T) {
 
 func TestConnectExchangeFailure(t *testing.T) {
 	e := newEnv(t)
-	e.sim.InjectFault(Fault{Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: "invalid_grant"})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: "invalid_grant"})
 	run := e.failedConnect(t, http.StatusBadGateway, "invalid_grant")
 	var se *Error
 	if !errors.As(run.err, &se) || se.Type != TypeOAuth || se.Code != "invalid_grant" {
@@ -395,7 +397,7 @@ func TestSimulatorAuthorizeValidates(t *testing.T) {
 func TestPrintVehiclesTable(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
-	e.sim.AddVehicle(Vehicle{ID: "tesla-no-control", Make: "TESLA", Model: "Model Y", Year: 2023}, []string{PermReadVehicleInfo, PermReadCharge})
+	e.sim.AddVehicle(smartcarsim.Vehicle{ID: "tesla-no-control", Make: "TESLA", Model: "Model Y", Year: 2023}, []string{PermReadVehicleInfo, PermReadCharge})
 	vs, err := FleetCache{Path: filepath.Join(e.dir, FleetFile)}.Vehicles(ctxT(t), c, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -410,9 +412,9 @@ func TestPrintVehiclesTable(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	want := [][]string{
 		{"MAKE", "MODEL", "YEAR", "ID", "CHARGE PORT DOOR"},
-		{"TESLA", "Model 3", "2021", SimTeslaID, "yes"},
-		{"FORD", "Mustang Mach-E", "2022", SimOtherID, "no: Smartcar offers the charge port door command for Tesla only"},
-		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted (allow it in smartcar2mqtt auth)"},
+		{"TESLA", "Model 3", "2021", smartcarsim.TeslaID, "yes"},
+		{"FORD", "Mustang Mach-E", "2022", smartcarsim.OtherID, "no: Smartcar API v2.0 offers the charge port door command for Tesla only"},
+		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted (allow it in Smartcar Connect: smartcar2mqtt auth)"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table:\n%s", b.String())

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 )
 
@@ -67,7 +69,7 @@ func TestCrashDuringRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim := NewSimulator(SimOptions{
+	sim := smartcarsim.New(smartcarsim.Options{
 		ClientID: testClientID, ClientSecret: testClientSecret,
 		AccessTTL:    time.Minute,
 		RefreshGrace: time.Minute, // Smartcar's rule
@@ -126,7 +128,7 @@ func TestCrashDuringRefresh(t *testing.T) {
 			// pair is in the child's socket or memory, not on disk yet.
 			n := 1 + rng.IntN(5)
 			answered := map[string]bool{} // WaitRequest rescans the whole log
-			_, err := sim.WaitRequest(ctx, func(r SimRequest) bool {
+			_, err := sim.WaitRequest(ctx, func(r smartcarsim.Request) bool {
 				if r.Path == "/oauth/token" && r.Status == 200 && !before[r.RequestID] {
 					answered[r.RequestID] = true
 				}
@@ -201,7 +203,7 @@ func TestCrashDuringRefresh(t *testing.T) {
 
 // waitSettled waits until every request logged since index first has been
 // answered, and returns them.
-func waitSettled(t *testing.T, sim *Simulator, first int) []SimRequest {
+func waitSettled(t *testing.T, sim *smartcarsim.Simulator, first int) []smartcarsim.Request {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -217,7 +219,7 @@ func waitSettled(t *testing.T, sim *Simulator, first int) []SimRequest {
 		if pending == "" {
 			return reqs
 		}
-		if _, err := sim.WaitRequest(ctx, func(r SimRequest) bool { return r.RequestID == pending && r.Status != 0 }); err != nil {
+		if _, err := sim.WaitRequest(ctx, func(r smartcarsim.Request) bool { return r.RequestID == pending && r.Status != 0 }); err != nil {
 			t.Fatalf("simulator still handling %s: %v", pending, err)
 		}
 	}

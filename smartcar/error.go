@@ -14,8 +14,9 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Error types Smartcar documents for v2.0, plus TypeOAuth for failures of the
-// token endpoint. Callers branch on these, so they are named once here.
+// Error types Smartcar documents (the same in v2.0 and v3), plus TypeOAuth for
+// failures of the token endpoint. Callers branch on these, so they are named
+// once here.
 const (
 	TypeAuthentication   = "AUTHENTICATION"
 	TypePermission       = "PERMISSION"
@@ -31,13 +32,19 @@ const (
 	// CodeInvalidGrant is the OAuth error for a dead refresh token: the user
 	// must run Connect again.
 	CodeInvalidGrant = "invalid_grant"
+	// CodeInvalidClient is the OAuth error for a client id or secret the
+	// token endpoint does not accept.
+	CodeInvalidClient = "invalid_client"
+	// CodeUnauthorizedClient is the OAuth error for a client not allowed to
+	// use the grant it asked for (e.g. v2 credentials on the v3 endpoint).
+	CodeUnauthorizedClient = "unauthorized_client"
 )
 
 // RequestIDHeader carries Smartcar's request id on every response.
 const RequestIDHeader = "SC-Request-Id"
 
-// Error is Smartcar's v2.0 error body, or the OAuth {error, error_description}
-// body of the token endpoint. It never carries a token or secret: it is built
+// Error is a Smartcar error: the v2.0 error body, the first error of v3's
+// envelope, or the OAuth {error, error_description} body of a token endpoint. It never carries a token or secret: it is built
 // from named fields only, never from a raw request.
 type Error struct {
 	StatusCode           int
@@ -82,11 +89,34 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// IsInvalidGrant reports whether err says the refresh token is dead, the one
-// failure no retry can fix: the user has to re-authorize.
+// IsInvalidGrant reports whether err says the refresh token is dead: the
+// user has to re-authorize.
 func IsInvalidGrant(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Type == TypeOAuth && e.Code == CodeInvalidGrant
+}
+
+// IsLoginRefused reports whether err says Smartcar refused the login itself,
+// which no retry fixes: a dead refresh token (v2.0), or API credentials the
+// token endpoint does not accept (either generation).
+func IsLoginRefused(err error) bool {
+	var e *Error
+	if !errors.As(err, &e) || e.Type != TypeOAuth {
+		return false
+	}
+	switch e.Code {
+	case CodeInvalidGrant, CodeInvalidClient, CodeUnauthorizedClient:
+		return true
+	}
+	return false
+}
+
+// LoginAdvice says, for a refused login, what the user must do.
+func LoginAdvice(err error) string {
+	if IsInvalidGrant(err) {
+		return "Smartcar refused the login (the refresh token is no longer valid): run `smartcar2mqtt auth` to log in again; a running daemon picks up the new login by itself"
+	}
+	return "Smartcar refused the API credentials: check SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET against the Smartcar dashboard (API v3: Configuration → API Credentials), then restart"
 }
 
 // errorBody is the wire shape of a v2.0 error. Code and resolution.type are
@@ -120,6 +150,10 @@ func newHTTPError(status int, h http.Header, body []byte, now time.Time) *Error 
 		RequestID:  h.Get(RequestIDHeader),
 		RetryAfter: parseRetryAfter(h.Get("Retry-After"), now),
 	}
+	if env, ok := parseEnvelope(body); ok {
+		e.fillV3(env)
+		return e
+	}
 	var b errorBody
 	if err := json.Unmarshal(body, &b); err != nil || !b.isError() {
 		// Not Smartcar's body (a proxy, a load balancer): keep what can be
@@ -132,6 +166,47 @@ func newHTTPError(status int, h http.Header, body []byte, now time.Time) *Error 
 	}
 	e.fill(b)
 	return e
+}
+
+// v3Error is one entry of API v3's error envelope,
+// {"errors":[{"status","type","code","title","detail","resolution","suggestedUserMessage"}]}.
+type v3Error struct {
+	Status               json.RawMessage `json:"status"` // a string in the docs; a number is accepted
+	Type                 string          `json:"type"`
+	Code                 *string         `json:"code"`
+	Title                string          `json:"title"`
+	Detail               string          `json:"detail"`
+	Resolution           json.RawMessage `json:"resolution"`
+	SuggestedUserMessage string          `json:"suggestedUserMessage"`
+	DocURL               *string         `json:"docURL"`
+}
+
+// parseEnvelope reads API v3's error envelope; ok is false for any other body.
+func parseEnvelope(body []byte) (v3Error, bool) {
+	var env struct {
+		Errors []v3Error `json:"errors"`
+	}
+	if json.Unmarshal(body, &env) != nil || len(env.Errors) == 0 || env.Errors[0].Type == "" {
+		return v3Error{}, false
+	}
+	return env.Errors[0], true
+}
+
+// fillV3 copies the first error of a v3 envelope into e.
+func (e *Error) fillV3(v v3Error) {
+	e.Type = v.Type
+	if v.Code != nil {
+		e.Code = *v.Code
+	}
+	e.Description = v.Detail
+	if e.Description == "" {
+		e.Description = v.Title
+	}
+	e.Resolution = resolutionType(v.Resolution)
+	e.SuggestedUserMessage = v.SuggestedUserMessage
+	if v.DocURL != nil {
+		e.DocURL = *v.DocURL
+	}
 }
 
 // isError reports whether b looks like an error body at all.
@@ -265,4 +340,26 @@ func oauthError(err error, secrets ...string) error {
 		e.redact(secret)
 	}
 	return e
+}
+
+// ErrNoChargePortCommand says Smartcar has no charge port command for the
+// vehicle (API v3 answers 404 on the command's path, or 501 COMPATIBILITY;
+// v2.0 answers 501): asking again can only fail the same way. It is wrapped
+// together with Smartcar's *Error.
+var ErrNoChargePortCommand = errors.New("Smartcar offers no charge port command for this vehicle")
+
+// TypeAPIRetired is the *Error type the client gives a v2.0 answer meaning
+// Smartcar has switched API v2.0 off for this application (410 Gone, or 404
+// on a path that worked before). It is the daemon's own classification, not
+// a type Smartcar sends.
+const TypeAPIRetired = "API_RETIRED"
+
+// V2RetiredAdvice is what a user whose app lost API v2.0 must do.
+const V2RetiredAdvice = "Smartcar has retired API v2.0 for this application. Move to API v3: in the Smartcar dashboard create API credentials (Configuration → API Credentials; the client id starts with client_), set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET to them and SMARTCAR_APPLICATION_ID to the Application ID, restart, and run smartcar2mqtt auth once. Your Home Assistant entities stay as they are"
+
+// IsV2Retired reports whether err says Smartcar no longer serves API v2.0 to
+// this application.
+func IsV2Retired(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Type == TypeAPIRetired
 }

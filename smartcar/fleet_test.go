@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 // apiRequests counts the requests the simulator saw under /v2.0 (vehicle
@@ -50,9 +52,9 @@ func TestFleetCacheAfterAuthServesDaemonStart(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, all) {
 		t.Errorf("daemon start = %+v, %v; want what auth listed", got, err)
 	}
-	only, err := daemon.Vehicles(ctx, c, []string{SimTeslaID})
-	if err != nil || len(only) != 1 || only[0].ID != SimTeslaID || !reflect.DeepEqual(only[0], all[0]) {
-		t.Errorf("daemon start for %s only = %+v, %v", SimTeslaID, only, err)
+	only, err := daemon.Vehicles(ctx, c, []string{smartcarsim.TeslaID})
+	if err != nil || len(only) != 1 || only[0].ID != smartcarsim.TeslaID || !reflect.DeepEqual(only[0], all[0]) {
+		t.Errorf("daemon start for %s only = %+v, %v", smartcarsim.TeslaID, only, err)
 	}
 	// The filtered answer did not narrow the file: all vehicles still served.
 	if got, err := daemon.Vehicles(ctx, c, nil); err != nil || len(got) != 2 {
@@ -70,13 +72,13 @@ func TestFleetCacheFilteredFetchIsNotEnough(t *testing.T) {
 	ctx := ctxT(t)
 	f := FleetCache{Path: filepath.Join(e.dir, FleetFile), MaxAge: time.Hour, Now: e.clock.Now}
 
-	if vs, err := f.Vehicles(ctx, c, []string{SimTeslaID}); err != nil || len(vs) != 1 {
+	if vs, err := f.Vehicles(ctx, c, []string{smartcarsim.TeslaID}); err != nil || len(vs) != 1 {
 		t.Fatalf("Tesla only = %+v, %v", vs, err)
 	}
 	if n := e.apiRequests(); n != 1+2 {
 		t.Fatalf("%d API requests, want 1 + 2", n)
 	}
-	if vs, err := f.Vehicles(ctx, c, []string{SimOtherID}); err != nil || len(vs) != 1 || vs[0].ID != SimOtherID {
+	if vs, err := f.Vehicles(ctx, c, []string{smartcarsim.OtherID}); err != nil || len(vs) != 1 || vs[0].ID != smartcarsim.OtherID {
 		t.Fatalf("Ford only = %+v, %v", vs, err)
 	}
 	if n := e.apiRequests(); n != 2*(1+2) {

@@ -139,33 +139,17 @@ func (rt fuzzTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}, nil
 }
 
-// fuzzChargeFields maps each JSON name of Charge to the kind of JSON value
-// it takes.
-var fuzzChargeFields = func() map[string]reflect.Kind {
-	m := map[string]reflect.Kind{}
-	t := reflect.TypeFor[Charge]()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if name := f.Tag.Get("json"); name != "-" && f.Type.Kind() == reflect.Pointer {
-			m[name] = f.Type.Elem().Kind()
-		}
-	}
-	return m
-}()
-
-// FuzzTeslaChargeDecode feeds arbitrary 200 bodies to Client.TeslaCharge,
-// through the client's own request and decode path. Truncated JSON, huge
-// numbers and wrong types must give an error (and a zero Charge) or nil
-// fields, never a panic; a decoded Charge must agree with the body and
-// survive a JSON round trip.
+// FuzzTeslaChargeDecode feeds arbitrary 200 bodies of v2.0's tesla/charge to
+// Client.Read, through the client's own request and decode path. Truncated
+// JSON, huge numbers and wrong types must give an error (and a zero
+// ChargeState) or nil fields, never a panic; each field read must agree with
+// the body, the charge limit in percent.
 func FuzzTeslaChargeDecode(f *testing.F) {
 	f.Add([]byte(`{"chargePortOpen":true,"chargePortLatch":"ENGAGED","isPluggedIn":true,"state":"CHARGING","socLimit":0.8,"energyAdded":12.3,"amperage":16,"amperageRequested":16,"amperageMax":32,"voltage":230,"wattage":11,"chargeRate":60,"timeToComplete":95,"chargerPhases":3,"isFastChargerPresent":false,"fastChargerType":"<invalid>"}`))
 	f.Add([]byte(`{"chargePortOpen":null,"state":null,"socLimit":null}`))
 	f.Add([]byte(`{"chargePortOpen":tr`))
-	f.Add([]byte(`{"chargerPhases":1e400}`))
-	f.Add([]byte(`{"chargerPhases":99999999999999999999999}`))
-	f.Add([]byte(`{"chargerPhases":3.5}`))
 	f.Add([]byte(`{"socLimit":1e309}`))
+	f.Add([]byte(`{"socLimit":57}`))
 	f.Add([]byte(`{"chargePortOpen":"true","isPluggedIn":1}`))
 	f.Add([]byte(`{"CHARGEPORTOPEN":true,"chargePortOpen":false}`))
 	f.Add([]byte(`[]`))
@@ -176,13 +160,13 @@ func FuzzTeslaChargeDecode(f *testing.F) {
 		hdr := http.Header{}
 		hdr.Set(RequestIDHeader, "fuzz-req")
 		hdr.Set("Content-Type", "application/json")
-		c := NewClient("http://smartcar.invalid/v2.0", fuzzTokens{},
+		c := NewV2Client("http://smartcar.invalid/v2.0", fuzzTokens{},
 			WithHTTPClient(&http.Client{Transport: fuzzTransport{status: http.StatusOK, header: hdr, body: body}}),
 			WithBackoff(0), WithMaxRetryWait(0))
-		ch, err := c.TeslaCharge(context.Background(), "V1")
+		ch, err := c.Read(context.Background(), Vehicle{ID: "V1"})
 		if err != nil {
-			if !reflect.DeepEqual(ch, Charge{}) {
-				t.Fatalf("TeslaCharge returned %+v together with error %v", ch, err)
+			if !reflect.DeepEqual(ch, ChargeState{}) {
+				t.Fatalf("Read returned %+v together with error %v", ch, err)
 			}
 			if json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
 				// A well-formed object may still be refused, but only for a
@@ -201,85 +185,107 @@ func FuzzTeslaChargeDecode(f *testing.F) {
 		if len(trimmed) > 0 && !json.Valid(trimmed) {
 			t.Fatalf("invalid JSON %q accepted as %+v", body, ch)
 		}
-
-		// A decoded Charge survives a JSON round trip unchanged.
-		out, err := json.Marshal(ch)
-		if err != nil {
-			t.Fatalf("marshal %+v: %v", ch, err)
-		}
-		var again Charge
-		if err := json.Unmarshal(out, &again); err != nil {
-			t.Fatalf("decode of our own %s: %v", out, err)
-		}
-		again.RequestID = ch.RequestID
-		if !reflect.DeepEqual(ch, again) {
-			t.Fatalf("round trip changed the charge:\n%+v\n%+v", ch, again)
-		}
-
 		// Each field agrees with the body when the body names it once and
 		// plainly (ASCII keys, no duplicates under case folding).
 		var m map[string]any
 		if json.Unmarshal(trimmed, &m) != nil || m == nil {
 			return
 		}
-		folded := map[string]bool{}
-		for k := range m {
+		folded := map[string]any{}
+		for k, v := range m {
 			for _, r := range k {
 				if r >= 0x80 {
 					return
 				}
 			}
-			if folded[strings.ToLower(k)] {
+			if _, dup := folded[strings.ToLower(k)]; dup {
 				return
 			}
-			folded[strings.ToLower(k)] = true
+			folded[strings.ToLower(k)] = v
 		}
-		got := reflect.ValueOf(ch)
-		for k, v := range m {
-			var name string
-			for n := range fuzzChargeFields {
-				if strings.EqualFold(n, k) {
-					name = n
+		agree := func(name string, got any) {
+			v, named := folded[strings.ToLower(name)]
+			rv := reflect.ValueOf(got)
+			switch {
+			case !named || v == nil:
+				if !rv.IsNil() {
+					t.Fatalf("%s is %v in the body but %v in the state", name, v, rv.Elem())
+				}
+			case rv.IsNil():
+				t.Fatalf("%s is %v in the body but unknown in the state", name, v)
+			case !reflect.DeepEqual(rv.Elem().Interface(), v):
+				t.Fatalf("%s: body %v, state %v", name, v, rv.Elem())
+			}
+		}
+		agree("chargePortOpen", ch.DoorOpen)
+		agree("isPluggedIn", ch.PluggedIn)
+		agree("chargePortLatch", ch.Latch)
+		agree("state", ch.Charging)
+		agree("energyAdded", ch.EnergyAdded)
+		if l, ok := folded["soclimit"].(float64); ok {
+			if ch.LimitPercent == nil || *ch.LimitPercent != PercentFromFraction(l) {
+				t.Fatalf("socLimit %v read as %v", l, ch.LimitPercent)
+			}
+		} else if ch.LimitPercent != nil {
+			t.Fatalf("no socLimit, but a limit of %v", *ch.LimitPercent)
+		}
+	})
+}
+
+// FuzzParseSignals feeds arbitrary /signals bodies to ParseSignals: never a
+// panic; a signal marked ERROR never yields a value; a body that is not JSON
+// is an error.
+func FuzzParseSignals(f *testing.F) {
+	f.Add([]byte(`{"data":[{"attributes":{"code":"charge-ischargingportflapopen","status":{"value":"SUCCESS"},"body":{"value":true}},"meta":{"oemUpdatedAt":1752104118549}}]}`))
+	f.Add([]byte(`{"data":[{"attributes":{"code":"charge-ischargingportflapopen","status":{"value":"ERROR","error":{"type":"VEHICLE_STATE"}},"body":{"isOpen":true}}}]}`))
+	f.Add([]byte(`{"data":[{"attributes":{"code":"charge-chargelimits","status":{"value":"SUCCESS"},"body":{"values":[{"type":"GLOBAL","limit":80}]}},"meta":{"oemUpdatedAt":"2026-11-30T10:00:00Z"}}]}`))
+	f.Add([]byte(`{"data":[{"attributes":{"code":"charge-energyadded","body":{"value":1500,"unit":"Wh"}}}]}`))
+	f.Add([]byte(`{"data":[]}`))
+	f.Add([]byte(`{"data":[{"attributes":{"code":"charge-ischargingcablelatched","body":{"value":"yes"}}}]}`))
+	f.Add([]byte(`{"data":`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := ParseSignals(body)
+		if err != nil {
+			if json.Valid(body) && bytes.HasPrefix(bytes.TrimSpace(body), []byte("{")) {
+				var ute *json.UnmarshalTypeError
+				if !errors.As(err, &ute) {
+					t.Fatalf("valid JSON object refused with %v", err)
 				}
 			}
-			if name == "" {
-				continue
+			return
+		}
+		var doc struct {
+			Data []struct {
+				Attributes struct {
+					Status struct{ Value string } `json:"status"`
+				} `json:"attributes"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(body, &doc) == nil && len(doc.Data) > 0 {
+			allFailed := true
+			for _, d := range doc.Data {
+				allFailed = allFailed && strings.EqualFold(d.Attributes.Status.Value, "ERROR")
 			}
-			var field reflect.Value
-			for i := range got.NumField() {
-				if reflect.TypeFor[Charge]().Field(i).Tag.Get("json") == name {
-					field = got.Field(i)
-				}
+			if allFailed && (st.DoorOpen != nil || st.PluggedIn != nil || st.Latch != nil || st.Charging != nil || st.LimitPercent != nil || st.EnergyAdded != nil) {
+				t.Fatalf("every signal failed, yet %+v", st)
 			}
-			if v == nil {
-				if !field.IsNil() {
-					t.Fatalf("%s is null in the body but %v in the Charge", name, field.Elem())
-				}
-				continue
-			}
-			if field.IsNil() {
-				t.Fatalf("%s is %v in the body but nil in the Charge", name, v)
-			}
-			switch x := field.Elem().Interface().(type) {
-			case bool:
-				if v != x {
-					t.Fatalf("%s: body %v, Charge %v", name, v, x)
-				}
-			case string:
-				if v != x {
-					t.Fatalf("%s: body %q, Charge %q", name, v, x)
-				}
-			case float64:
-				if v != x {
-					t.Fatalf("%s: body %v, Charge %v", name, v, x)
-				}
-			case int:
-				if v != float64(x) {
-					t.Fatalf("%s: body %v, Charge %v", name, v, x)
-				}
-			default:
-				t.Fatalf("%s: unexpected field type %T", name, x)
-			}
+		}
+	})
+}
+
+// FuzzCommandOutcome feeds arbitrary 200 and 202 bodies of a v3 door command
+// to commandOutcome: never a panic, and success only with a final SUCCESS (or
+// an empty 200).
+func FuzzCommandOutcome(f *testing.F) {
+	f.Add(200, []byte(`{"data":{"type":"command-execution","attributes":{"status":{"value":"SUCCESS"}}}}`))
+	f.Add(202, []byte("{\"data\":{\"attributes\":{\"status\":{\"value\":\"PENDING\"}}}}\n{\"data\":{\"attributes\":{\"status\":{\"value\":\"FAILED\",\"error\":{\"type\":\"VEHICLE_STATE\",\"code\":\"ASLEEP\"}}}}}\n"))
+	f.Add(202, []byte("data: {\"data\":{\"attributes\":{\"status\":{\"value\":\"PENDING\"}}}}\n\ndata: {\"data\":{\"attributes\":{\"status\":{\"value\":\"SUCCESS\"}}}}\n\n"))
+	f.Add(202, []byte(`{"data":{"attributes":{"status":{"value":"PENDING"}}}}{"data":{"attr`))
+	f.Add(200, []byte(``))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		err := commandOutcome(response{status: status, requestID: "r", body: body})
+		if err == nil && len(bytes.TrimSpace(body)) > 0 && !bytes.Contains(bytes.ToUpper(body), []byte("SUCCE")) {
+			t.Fatalf("success without SUCCESS in %q", body)
 		}
 	})
 }

@@ -8,43 +8,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 )
 
 const (
-	testClientID     = "test-client-id"
-	testClientSecret = "test-client-secret-Zq9"
+	testClientID        = "test-client-id"
+	testClientSecret    = "test-client-secret-Zq9"
+	testAPIClientID     = "client_test"
+	testAPIClientSecret = "test-api-secret-Xk4"
+	testApplicationID   = "test-application"
 )
-
-// fakeClock is a settable clock shared by Tokens and the Simulator, so expiry
-// is driven by the test, never by sleeping.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // env is a Simulator behind a real HTTP server, a token store in a temp dir
 // and the OAuth config pointing at it.
 type env struct {
-	sim      *Simulator
+	sim      *smartcarsim.Simulator
 	srv      *httptest.Server
-	clock    *fakeClock
+	clock    *itest.Clock
 	dir      string
 	conf     *oauth2.Config
 	store    *TokenStore
@@ -52,14 +36,15 @@ type env struct {
 	tokenURL string
 }
 
-func newEnv(t *testing.T, tweak ...func(*SimOptions)) *env {
+func newEnv(t *testing.T, tweak ...func(*smartcarsim.Options)) *env {
 	t.Helper()
-	clock := newFakeClock()
-	opts := SimOptions{ClientID: testClientID, ClientSecret: testClientSecret, Now: clock.Now}
+	clock := itest.NewClock()
+	opts := smartcarsim.Options{ClientID: testClientID, ClientSecret: testClientSecret, Now: clock.Now,
+		APIClientID: testAPIClientID, APIClientSecret: testAPIClientSecret, ApplicationID: testApplicationID}
 	for _, f := range tweak {
 		f(&opts)
 	}
-	sim := NewSimulator(opts)
+	sim := smartcarsim.New(opts)
 	srv := httptest.NewServer(sim)
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
@@ -94,12 +79,25 @@ func (e *env) client(t *testing.T, opts ...Option) (*Client, *Tokens) {
 	t.Helper()
 	tk := e.tokens(t)
 	opts = append([]Option{WithHTTPClient(e.srv.Client())}, opts...)
-	return NewClient(e.apiURL, tk, opts...), tk
+	return NewV2Client(e.apiURL, tk, opts...), tk
+}
+
+// appTokens is an API v3 token source on the env, on its clock.
+func (e *env) appTokens(obs CallObserver) *AppTokens {
+	return NewAppTokens(context.Background(), AppTokensConfig{ClientID: testAPIClientID, ClientSecret: testAPIClientSecret,
+		TokenURL: e.srv.URL + "/oauth2/token", HTTPClient: e.srv.Client(), Now: e.clock.Now, Observer: obs})
+}
+
+// v3Client returns an API v3 client on the env.
+func (e *env) v3Client(opts ...Option) (*Client, *AppTokens) {
+	tk := e.appTokens(nil)
+	opts = append([]Option{WithHTTPClient(e.srv.Client())}, opts...)
+	return NewV3Client(e.srv.URL+"/v3", tk, opts...), tk
 }
 
 // requestsTo returns the logged requests whose path ends with suffix.
-func (e *env) requestsTo(method, suffix string) []SimRequest {
-	var out []SimRequest
+func (e *env) requestsTo(method, suffix string) []smartcarsim.Request {
+	var out []smartcarsim.Request
 	for _, r := range e.sim.Requests() {
 		if (method == "" || r.Method == method) && strings.HasSuffix(r.Path, suffix) {
 			out = append(out, r)
@@ -143,3 +141,6 @@ func ctxT(t *testing.T) context.Context {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// v2 is c's API v2.0 generation, for tests of its single calls.
+func v2(c *Client) *v2API { return c.api.(*v2API) }

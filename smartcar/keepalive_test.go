@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 )
 
@@ -169,7 +171,7 @@ func TestKeepAliveInvalidGrantOnceThenAdoptsAuth(t *testing.T) {
 
 func TestKeepAliveReportsTransientFailuresAndRetries(t *testing.T) {
 	e := newEnv(t)
-	e.sim.InjectFault(Fault{Path: "/oauth/token", Status: 503, RawBody: "down for maintenance"})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/oauth/token", Status: 503, RawBody: "down for maintenance"})
 	_, k := startKeepAlive(t, e, e.sim.IssueRefreshToken(), 30*24*time.Hour)
 	k.settled(t)
 	if errs := k.errors(); len(errs) != 1 || IsInvalidGrant(errs[0]) || !strings.Contains(errs[0].Error(), "keep refresh token alive") {
@@ -252,7 +254,7 @@ func TestSimulatorRefreshGrace(t *testing.T) {
 		return tok.RefreshToken, nil
 	}
 
-	e := newEnv(t, func(o *SimOptions) { o.RefreshGrace = time.Minute })
+	e := newEnv(t, func(o *smartcarsim.Options) { o.RefreshGrace = time.Minute })
 	rt := e.sim.IssueRefreshToken()
 	if _, err := redeem(e, rt); err != nil {
 		t.Fatal(err)

@@ -8,12 +8,15 @@ import (
 // Endpoints, as Call.Endpoint names them: low-cardinality labels, never a
 // path with a vehicle id in it.
 const (
-	EndpointVehicles       = "vehicles"         // GET /vehicles
-	EndpointVehicle        = "vehicle"          // GET /vehicles/{id}
-	EndpointPermissions    = "permissions"      // GET /vehicles/{id}/permissions
-	EndpointTeslaCharge    = "tesla_charge"     // GET /vehicles/{id}/tesla/charge
-	EndpointChargePortDoor = "charge_port_door" // POST /vehicles/{id}/{make}/charge/charge_port_door
-	EndpointToken          = "token"            // POST to the OAuth token endpoint
+	EndpointConnections       = "connections"         // v3 GET /connections
+	EndpointSignals           = "signals"             // v3 GET /vehicles/{id}/signals
+	EndpointChargePortCommand = "charge_port_command" // v3 POST /vehicles/{id}/commands/charge-port/{open,close}
+	EndpointVehicles          = "vehicles"            // v2 GET /vehicles
+	EndpointVehicle           = "vehicle"             // v2 GET /vehicles/{id}
+	EndpointPermissions       = "permissions"         // v2 GET /vehicles/{id}/permissions
+	EndpointTeslaCharge       = "tesla_charge"        // v2 GET /vehicles/{id}/tesla/charge
+	EndpointChargePortDoor    = "charge_port_door"    // v2 POST /vehicles/{id}/{make}/charge/charge_port_door
+	EndpointToken             = "token"               // POST to the OAuth token endpoint
 )
 
 // Outcomes a Call reports besides a Smartcar error type (VEHICLE_STATE,

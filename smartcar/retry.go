@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// Retry policy (SPEC §6). Every Smartcar call costs quota, so retries are few
+// Retry policy. Every Smartcar call costs quota, so retries are few
 // and only where a second try can succeed.
 const (
-	// maxAttempts bounds tries of a GET failing with 500/502 or a transport
-	// error: the first plus two retries.
+	// maxAttempts bounds tries of a call failing with 500/502/503 or (GET
+	// only) a transport error: the first plus two retries.
 	maxAttempts = 3
 
 	// maxRateLimitRetries bounds how often one call re-sends after a 429, so
@@ -130,20 +130,12 @@ func rateLimitWait(e *Error) time.Duration {
 	return min(d, maxGateHold)
 }
 
-// retryableStatus reports whether a GET answered with status is worth another
-// try: 500 SERVER and 502 UPSTREAM, as SPEC §6 lists. 409 VEHICLE_STATE and
-// other 4xx would fail the same way again and only cost quota.
+// retryableStatus reports whether a request answered with status is worth
+// another try: 500 SERVER, 502 UPSTREAM and 503. 409 VEHICLE_STATE and other
+// 4xx would fail the same way again and only cost quota.
 func retryableStatus(status int) bool {
-	return status == http.StatusInternalServerError || status == http.StatusBadGateway
+	return status == http.StatusInternalServerError || status == http.StatusBadGateway || status == http.StatusServiceUnavailable
 }
-
-// mayResend reports whether a request that failed after reaching the wire may
-// be sent again. A GET may. A POST (the door command) may not: after a
-// transport error, a timeout, a 500 or a 502 nobody knows whether the car
-// acted, and SPEC §6 wants the state read, not the command repeated. Only a
-// 401 or 429, which Smartcar answers before doing anything, lets a POST be
-// re-sent; those cases do not call mayResend.
-func mayResend(method string) bool { return method == http.MethodGet }
 
 // backoffWait is the full-jitter wait before retry n (n ≥ 1) with base.
 func backoffWait(base time.Duration, n int) time.Duration {

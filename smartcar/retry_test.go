@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 // observerFunc adapts a function to CallObserver.
@@ -58,17 +60,17 @@ func (l *callLog) waitOutcome(t *testing.T, outcome string) Call {
 
 // realTime makes the simulator stamp requests with the wall clock, which the
 // client's Retry-After waits also run on.
-func realTime(o *SimOptions) { o.Now = time.Now }
+func realTime(o *smartcarsim.Options) { o.Now = time.Now }
 
 const simTeslaB = "tesla-b"
 
 func addTeslaB(e *env) {
-	e.sim.AddVehicle(Vehicle{ID: simTeslaB, Make: "TESLA", Model: "Model Y", Year: 2023},
+	e.sim.AddVehicle(smartcarsim.Vehicle{ID: simTeslaB, Make: "TESLA", Model: "Model Y", Year: 2023},
 		[]string{PermReadVehicleInfo, PermReadCharge, PermControlCharge})
 }
 
 // chargeReads returns the logged tesla/charge reads of vehicle id.
-func (e *env) chargeReads(id string) []SimRequest {
+func (e *env) chargeReads(id string) []smartcarsim.Request {
 	return e.requestsTo("GET", "/vehicles/"+id+"/tesla/charge")
 }
 
@@ -89,12 +91,12 @@ func TestRetryAfterHonoured(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, realTime)
 	c, _ := e.client(t)
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Second})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Second})
 
-	if _, err := c.TeslaCharge(ctxT(t), SimTeslaID); err != nil {
+	if _, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID}); err != nil {
 		t.Fatal(err)
 	}
-	reads := e.chargeReads(SimTeslaID)
+	reads := e.chargeReads(smartcarsim.TeslaID)
 	if len(reads) != 2 || reads[0].Status != 429 || reads[1].Status != 200 {
 		t.Fatalf("reads = %+v, want 429 then 200", reads)
 	}
@@ -103,7 +105,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	}
 }
 
-// rateLimitedRead starts a read of vehicle A (SimTeslaID, beside tesla-b) that
+// rateLimitedRead starts a read of vehicle A (smartcarsim.TeslaID, beside tesla-b) that
 // Smartcar answers with a RATE_LIMIT:code 429 asking for a 1 s wait, and
 // returns once the client has seen that 429; first gets the read's result.
 func rateLimitedRead(t *testing.T, code string) (e *env, c *Client, ctx context.Context, first <-chan error) {
@@ -113,10 +115,10 @@ func rateLimitedRead(t *testing.T, code string) (e *env, c *Client, ctx context.
 	obs := newCallLog()
 	c, _ = e.client(t, WithObserver(obs))
 	ctx = ctxT(t)
-	e.sim.InjectFault(Fault{Path: "/" + SimTeslaID + "/tesla/charge", Status: 429,
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/" + smartcarsim.TeslaID + "/tesla/charge", Status: 429,
 		Type: TypeRateLimit, Code: code, RetryAfter: time.Second})
 	done := make(chan error, 1)
-	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); done <- err }()
+	go func() { _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); done <- err }()
 	obs.waitOutcome(t, TypeRateLimit)
 	return e, c, ctx, done
 }
@@ -127,8 +129,8 @@ func TestRateLimitGateIsPerVehicle(t *testing.T) {
 	t.Parallel()
 	e, c, ctx, first := rateLimitedRead(t, "VEHICLE")
 	second := make(chan error, 1)
-	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); second <- err }()
-	if _, err := c.TeslaCharge(ctx, simTeslaB); err != nil {
+	go func() { _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); second <- err }()
+	if _, err := c.Read(ctx, Vehicle{ID: simTeslaB}); err != nil {
 		t.Fatalf("vehicle B: %v", err)
 	}
 	if err := result(t, first); err != nil {
@@ -138,7 +140,7 @@ func TestRateLimitGateIsPerVehicle(t *testing.T) {
 		t.Fatalf("second call to A: %v", err)
 	}
 
-	var limited SimRequest
+	var limited smartcarsim.Request
 	seenB := false
 	for _, r := range e.requestsTo("GET", "/tesla/charge") {
 		switch {
@@ -155,7 +157,7 @@ func TestRateLimitGateIsPerVehicle(t *testing.T) {
 			}
 		}
 	}
-	if n := len(e.chargeReads(SimTeslaID)); n != 3 {
+	if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 3 {
 		t.Errorf("reads of A = %d, want 3 (429, retry, second caller)", n)
 	}
 }
@@ -165,16 +167,16 @@ func TestRateLimitGateIsPerVehicle(t *testing.T) {
 func TestRateLimitGateAppWide(t *testing.T) {
 	t.Parallel()
 	e, c, ctx, first := rateLimitedRead(t, "SMARTCAR_API")
-	if _, err := c.TeslaCharge(ctx, simTeslaB); err != nil {
+	if _, err := c.Read(ctx, Vehicle{ID: simTeslaB}); err != nil {
 		t.Fatalf("vehicle B: %v", err)
 	}
-	if _, err := c.VehicleIDs(ctx); err != nil {
+	if _, err := v2(c).ids(ctx, c); err != nil {
 		t.Fatalf("vehicle list: %v", err)
 	}
 	if err := result(t, first); err != nil {
 		t.Fatal(err)
 	}
-	limited := e.chargeReads(SimTeslaID)[0]
+	limited := e.chargeReads(smartcarsim.TeslaID)[0]
 	later := append(e.chargeReads(simTeslaB), e.requestsTo("GET", "/v2.0/vehicles")...)
 	for _, r := range later {
 		if gap := r.At.Sub(limited.At); gap < time.Second {
@@ -184,27 +186,32 @@ func TestRateLimitGateAppWide(t *testing.T) {
 }
 
 func TestServerErrorRetries(t *testing.T) {
-	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
+	tesla := Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}
 	tests := []struct {
 		name     string
-		fault    Fault
+		fault    smartcarsim.Fault
 		call     func(context.Context, *Client) error
 		path     string
 		wantReqs int
 		wantErr  int // status of the *Error; 0 for success
 	}{
-		{"GET 500 then ok", Fault{Status: 500}, readA, "/tesla/charge", 2, 0},
-		{"GET 502 then ok", Fault{Status: 502}, readA, "/tesla/charge", 2, 0},
-		{"GET 500 three times", Fault{Status: 500, Times: -1}, readA, "/tesla/charge", 3, 500},
-		{"GET 502 three times", Fault{Status: 502, Times: -1}, readA, "/tesla/charge", 3, 502},
-		{"GET 409 not retried", Fault{Status: 409}, readA, "/tesla/charge", 1, 409},
-		{"GET 403 not retried", Fault{Status: 403}, readA, "/tesla/charge", 1, 403},
-		{"GET 503 not retried", Fault{Status: 503, RawBody: "unavailable"}, readA, "/tesla/charge", 1, 503},
-		{"POST 500 not re-sent", Fault{Status: 500}, door(tesla), "_door", 1, 500},
-		{"POST 502 not re-sent", Fault{Status: 502}, door(tesla), "_door", 1, 502},
-		{"POST 409 not re-sent", Fault{Status: 409}, door(tesla), "_door", 1, 409},
-		{"POST 401 refreshed and re-sent", Fault{Status: 401}, door(tesla), "_door", 2, 0},
-		{"POST 429 re-sent", Fault{Status: 429, RetryAfter: time.Second}, door(tesla), "_door", 2, 0},
+		{"GET 500 then ok", smartcarsim.Fault{Status: 500}, readA, "/tesla/charge", 2, 0},
+		{"GET 502 then ok", smartcarsim.Fault{Status: 502}, readA, "/tesla/charge", 2, 0},
+		{"GET 500 three times", smartcarsim.Fault{Status: 500, Times: -1}, readA, "/tesla/charge", 3, 500},
+		{"GET 502 three times", smartcarsim.Fault{Status: 502, Times: -1}, readA, "/tesla/charge", 3, 502},
+		{"GET 409 not retried", smartcarsim.Fault{Status: 409}, readA, "/tesla/charge", 1, 409},
+		{"GET 403 not retried", smartcarsim.Fault{Status: 403}, readA, "/tesla/charge", 1, 403},
+		{"GET 503 then ok", smartcarsim.Fault{Status: 503, RawBody: "unavailable"}, readA, "/tesla/charge", 2, 0},
+		{"GET 503 three times", smartcarsim.Fault{Status: 503, Times: -1, RawBody: "unavailable"}, readA, "/tesla/charge", 3, 503},
+		{"GET 501 not retried", smartcarsim.Fault{Status: 501}, readA, "/tesla/charge", 1, 501},
+		// A door command names the state it wants: sending it again is safe.
+		{"POST 500 then ok", smartcarsim.Fault{Status: 500}, door(tesla), "_door", 2, 0},
+		{"POST 502 then ok", smartcarsim.Fault{Status: 502}, door(tesla), "_door", 2, 0},
+		{"POST 503 then ok", smartcarsim.Fault{Status: 503}, door(tesla), "_door", 2, 0},
+		{"POST 500 three times", smartcarsim.Fault{Status: 500, Times: -1}, door(tesla), "_door", 3, 500},
+		{"POST 409 not re-sent", smartcarsim.Fault{Status: 409}, door(tesla), "_door", 1, 409},
+		{"POST 401 refreshed and re-sent", smartcarsim.Fault{Status: 401}, door(tesla), "_door", 2, 0},
+		{"POST 429 re-sent", smartcarsim.Fault{Status: 429, RetryAfter: time.Second}, door(tesla), "_door", 2, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,7 +239,7 @@ func TestServerErrorRetries(t *testing.T) {
 }
 
 func readA(ctx context.Context, c *Client) error {
-	_, err := c.TeslaCharge(ctx, SimTeslaID)
+	_, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID})
 	return err
 }
 
@@ -243,10 +250,10 @@ func door(v Vehicle) func(context.Context, *Client) error {
 // A command whose answer never came may have reached the car: it is sent
 // exactly once, and the timeout bounds the whole call.
 func TestTimedOutPostSentOnce(t *testing.T) {
-	e := newEnv(t, func(o *SimOptions) { o.Latency = time.Hour; o.CompleteOnCancel = true })
+	e := newEnv(t, func(o *smartcarsim.Options) { o.Latency = time.Hour; o.CompleteOnCancel = true })
 	c, _ := e.client(t, WithTimeout(50*time.Millisecond), WithBackoff(0))
 
-	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: SimTeslaID, Make: "TESLA"}, Open)
+	err := c.ChargePortDoor(ctxT(t), Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}, Open)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}
@@ -259,10 +266,10 @@ func TestTimedOutPostSentOnce(t *testing.T) {
 func TestTransportErrorRetries(t *testing.T) {
 	e := newEnv(t)
 	obs := newCallLog()
-	c := NewClient(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithObserver(obs), WithBackoff(time.Millisecond))
+	c := NewV2Client(e.apiURL, &staticTokens{access: e.accessToken(t)}, WithObserver(obs), WithBackoff(time.Millisecond))
 	e.srv.Close()
 
-	_, err := c.TeslaCharge(ctxT(t), SimTeslaID)
+	_, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID})
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		t.Fatalf("GET err = %v (%T), want *url.Error", err, err)
@@ -271,13 +278,13 @@ func TestTransportErrorRetries(t *testing.T) {
 		t.Errorf("GET attempts = %d, want %d", n, maxAttempts)
 	}
 	for _, call := range obs.all() {
-		if call.Outcome != OutcomeNetwork || call.Endpoint != EndpointTeslaCharge || call.VehicleID != SimTeslaID {
+		if call.Outcome != OutcomeNetwork || call.Endpoint != EndpointTeslaCharge || call.VehicleID != smartcarsim.TeslaID {
 			t.Errorf("observed %+v", call)
 		}
 	}
 
 	before := len(obs.all())
-	if err := c.ChargePortDoor(ctxT(t), Vehicle{ID: SimTeslaID, Make: "TESLA"}, Open); err == nil {
+	if err := c.ChargePortDoor(ctxT(t), Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}, Open); err == nil {
 		t.Fatal("POST to a closed server succeeded")
 	}
 	if n := len(obs.all()) - before; n != 1 {
@@ -290,18 +297,18 @@ func TestRetryWaitsEndOnCancel(t *testing.T) {
 		e := newEnv(t)
 		obs := newCallLog()
 		c, _ := e.client(t, WithObserver(obs))
-		e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Minute})
+		e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Minute})
 		// No deadline: only the cancel can end the wait.
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		done := make(chan error, 1)
-		go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); done <- err }()
+		go func() { _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); done <- err }()
 		obs.waitOutcome(t, TypeRateLimit)
 		cancel()
 		if err := result(t, done); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want canceled", err)
 		}
-		if n := len(e.chargeReads(SimTeslaID)); n != 1 {
+		if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 1 {
 			t.Errorf("reads = %d, want 1", n)
 		}
 	})
@@ -317,13 +324,13 @@ func TestRetryWaitsEndOnCancel(t *testing.T) {
 			}
 		})
 		c, _ := e.client(t, WithObserver(obs), WithBackoff(time.Hour))
-		e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 500, Times: -1})
+		e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 500, Times: -1})
 		done := make(chan error, 1)
-		go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); done <- err }()
+		go func() { _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); done <- err }()
 		if err := result(t, done); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want canceled", err)
 		}
-		if n := len(e.chargeReads(SimTeslaID)); n != 1 {
+		if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 1 {
 			t.Errorf("reads = %d, want 1", n)
 		}
 	})
@@ -334,27 +341,27 @@ func TestRetryWaitsEndOnCancel(t *testing.T) {
 func TestRetryAfterBeyondTimeout(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t, WithTimeout(5*time.Second))
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, RetryAfter: 30 * time.Second})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, RetryAfter: 30 * time.Second})
 
-	_, err := c.TeslaCharge(ctxT(t), SimTeslaID)
+	_, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID})
 	se := assertSmartcarError(t, err, 429, TypeRateLimit, "VEHICLE")
 	if se.RetryAfter != 30*time.Second {
 		t.Errorf("RetryAfter = %s", se.RetryAfter)
 	}
-	if n := len(e.chargeReads(SimTeslaID)); n != 1 {
+	if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 1 {
 		t.Fatalf("reads = %d, want 1", n)
 	}
 
-	_, err = c.TeslaCharge(ctxT(t), SimTeslaID)
+	_, err = c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID})
 	se = assertSmartcarError(t, err, 429, TypeRateLimit, "VEHICLE")
 	if se.RetryAfter <= 0 || se.RetryAfter > 30*time.Second {
 		t.Errorf("gated RetryAfter = %s, want the time left", se.RetryAfter)
 	}
-	if n := len(e.chargeReads(SimTeslaID)); n != 1 {
+	if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 1 {
 		t.Errorf("reads = %d, want still 1: the gate answers", n)
 	}
 	// Another vehicle is not held back.
-	if _, err := c.Vehicle(ctxT(t), SimOtherID); err != nil {
+	if _, err := v2(c).vehicle(ctxT(t), c, smartcarsim.OtherID); err != nil {
 		t.Errorf("other vehicle: %v", err)
 	}
 }
@@ -362,11 +369,11 @@ func TestRetryAfterBeyondTimeout(t *testing.T) {
 func TestRetryAfterBeyondMaxWait(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t) // no timeout: only the 2-minute cap bounds the wait
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, RetryAfter: 3 * time.Minute})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, RetryAfter: 3 * time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := c.TeslaCharge(ctx, SimTeslaID); done <- err }()
+	go func() { _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); done <- err }()
 	assertSmartcarError(t, result(t, done), 429, TypeRateLimit, "VEHICLE")
 }
 
@@ -374,10 +381,10 @@ func TestRateLimitRetriesBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	c, _ := e.client(t)
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Second, Times: -1})
-	_, err := c.TeslaCharge(ctxT(t), SimTeslaID)
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, RetryAfter: time.Second, Times: -1})
+	_, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID})
 	assertSmartcarError(t, err, 429, TypeRateLimit, "VEHICLE")
-	if n, want := len(e.chargeReads(SimTeslaID)), 1+maxRateLimitRetries; n != want {
+	if n, want := len(e.chargeReads(smartcarsim.TeslaID)), 1+maxRateLimitRetries; n != want {
 		t.Errorf("reads = %d, want %d", n, want)
 	}
 }
@@ -387,18 +394,18 @@ func TestRateLimitRetriesBounded(t *testing.T) {
 func TestRateLimitWithoutRetryAfter(t *testing.T) {
 	e := newEnv(t)
 	c, _ := e.client(t)
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 429, Times: -1, RawBody: "slow down"})
-	_, err := c.TeslaCharge(ctxT(t), SimTeslaID) // ctxT: 10 s deadline
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 429, Times: -1, RawBody: "slow down"})
+	_, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID}) // ctxT: 10 s deadline
 	var se *Error
 	if !errors.As(err, &se) || se.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("err = %v, want the 429", err)
 	}
-	if n := len(e.chargeReads(SimTeslaID)); n != 1 {
+	if n := len(e.chargeReads(smartcarsim.TeslaID)); n != 1 {
 		t.Errorf("reads = %d, want 1", n)
 	}
 	// A 429 without Smartcar's body is not known to be per-vehicle, so it
 	// holds back everything.
-	if _, err := c.Vehicle(ctxT(t), SimOtherID); !errors.As(err, &se) || se.StatusCode != 429 {
+	if _, err := v2(c).vehicle(ctxT(t), c, smartcarsim.OtherID); !errors.As(err, &se) || se.StatusCode != 429 {
 		t.Errorf("other vehicle after an unscoped 429: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+
 	"golang.org/x/oauth2"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/atomicfile"
@@ -19,8 +21,8 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 	e := newEnv(t)
 	c, tk := e.client(t)
 	ctx := ctxT(t)
-	tesla := Vehicle{ID: SimTeslaID, Make: "TESLA"}
-	if _, err := c.VehicleIDs(ctx); err != nil {
+	tesla := Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}
+	if _, err := v2(c).ids(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := tk.Token()
@@ -33,9 +35,9 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 		errs = append(errs, err)
 	}
 
-	for _, f := range []Fault{
+	for _, f := range []smartcarsim.Fault{
 		{Status: 401, Times: 2}, {Status: 403}, {Status: 409},
-		{Status: 500}, {Status: 501}, {Status: 502},
+		{Status: 500, Times: 3}, {Status: 501}, {Status: 502, Times: 3},
 	} {
 		f.Path = "/charge/charge_port_door"
 		e.sim.InjectFault(f)
@@ -43,14 +45,14 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 	}
 	// A 429 is retried after Retry-After; a client that will not wait
 	// hands it back. Its own client, so its gate leaves c alone.
-	e.sim.InjectFault(Fault{Path: "/charge/charge_port_door", Status: 429, RetryAfter: time.Second})
-	collect(NewClient(e.apiURL, tk, WithHTTPClient(e.srv.Client()), WithMaxRetryWait(0)).ChargePortDoor(ctx, tesla, Open))
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/charge/charge_port_door", Status: 429, RetryAfter: time.Second})
+	collect(NewV2Client(e.apiURL, tk, WithHTTPClient(e.srv.Client()), WithMaxRetryWait(0)).ChargePortDoor(ctx, tesla, Open))
 	// A proxy page that echoes the request's Authorization header.
 	cur, err := tk.Token()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.sim.InjectFault(Fault{Path: "/charge/charge_port_door", Status: 502,
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/charge/charge_port_door", Status: 502, Times: 3,
 		RawBody: "bad gateway; you sent Authorization: Bearer " + cur.AccessToken})
 	err = c.ChargePortDoor(ctx, tesla, Open)
 	collect(err)
@@ -61,14 +63,14 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 	// Token endpoint failures: a body echoing the refresh token, an
 	// invalid_grant, and a wrong client secret.
 	rt := e.sim.IssueRefreshToken()
-	e.sim.InjectFault(Fault{Path: "/oauth/token", Status: 500, RawBody: "grant_type=refresh_token&refresh_token=" + rt})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/oauth/token", Status: 500, RawBody: "grant_type=refresh_token&refresh_token=" + rt})
 	tk2, err := NewTokens(context.Background(), e.conf, NewTokenStore(t.TempDir()), rt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = tk2.Token()
 	collect(err)
-	e.sim.InjectFault(Fault{Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: CodeInvalidGrant})
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: CodeInvalidGrant})
 	_, err = tk2.Token()
 	collect(err)
 	bad := *e.conf
@@ -79,13 +81,13 @@ func TestErrorsNeverCarrySecrets(t *testing.T) {
 	}
 	_, err = tk3.Token()
 	collect(err)
-	c3 := NewClient(e.apiURL, tk3)
-	_, err = c3.TeslaCharge(ctx, SimTeslaID)
+	c3 := NewV2Client(e.apiURL, tk3)
+	_, err = c3.Read(ctx, Vehicle{ID: smartcarsim.TeslaID})
 	collect(err)
 
 	// Transport failure.
 	e.srv.Close()
-	_, err = NewClient(e.apiURL, &staticTokens{access: tok.AccessToken}, WithBackoff(0)).Vehicle(ctx, SimTeslaID)
+	_, err = NewV2Client(e.apiURL, &staticTokens{access: tok.AccessToken}, WithBackoff(0)).Read(ctx, Vehicle{ID: smartcarsim.TeslaID})
 	collect(err)
 
 	secrets := []string{testClientSecret, bad.ClientSecret, rt, tok.AccessToken, tok.RefreshToken, cur.AccessToken, cur.RefreshToken}

@@ -1,21 +1,25 @@
-// Package smartcar talks to the Smartcar API v2.0: a small client on net/http,
-// a typed *Error for Smartcar's error bodies, OAuth tokens that are persisted
-// atomically before use, and a Simulator that speaks the same shapes for tests
-// and the demo. It knows nothing of MQTT or Home Assistant.
+// Package smartcar talks to the Smartcar API, generation v3 (an application
+// token, /connections, /signals, charge-port commands) and the legacy v2.0
+// (per-user rotating refresh tokens, Tesla brand-specific endpoints), behind
+// one Client; a typed *Error for both error shapes; token sources; Smartcar
+// Connect; and the vehicle cache. It knows nothing of MQTT or Home Assistant.
 package smartcar
 
-// Vehicle is GET /vehicles/{id}.
+// Vehicle is one car on the Smartcar application.
 type Vehicle struct {
 	ID    string `json:"id"`
 	Make  string `json:"make"` // as Smartcar returns it, e.g. "TESLA"
 	Model string `json:"model"`
 	Year  int    `json:"year"`
+	// UserID is the Smartcar user whose connection holds the car: API v3
+	// scopes every vehicle request to it. "" under API v2.0.
+	UserID string `json:"user_id,omitempty"`
 }
 
-// Action is the body of a charge port door command.
+// Action is a charge port door command.
 type Action string
 
-// The two actions Smartcar's charge_port_door command accepts.
+// The two actions Smartcar's charge port door commands take.
 const (
 	Open  Action = "OPEN"
 	Close Action = "CLOSE"
@@ -32,35 +36,26 @@ const (
 	PermControlCharge   = "control_charge"
 )
 
-// Charge is GET /vehicles/{id}/tesla/charge. Pointer fields are nil when
-// Smartcar sent null or omitted them: a Tesla that is asleep or a field the
-// car does not report is "unknown", not false or zero.
-type Charge struct {
-	ChargePortOpen  *bool   `json:"chargePortOpen"`
-	ChargePortLatch *string `json:"chargePortLatch"` // e.g. ENGAGED, DISENGAGED
-	IsPluggedIn     *bool   `json:"isPluggedIn"`
-	State           *string `json:"state"` // CHARGING, FULLY_CHARGED, NOT_CHARGING
-	// SocLimit is the charge limit as a fraction (0.8 = 80 %), Smartcar's
-	// convention for charge limits.
-	SocLimit             *float64 `json:"socLimit"`
-	EnergyAdded          *float64 `json:"energyAdded"`          // kWh this session
-	Amperage             *float64 `json:"amperage"`             // A
-	AmperageRequested    *float64 `json:"amperageRequested"`    // A
-	AmperageMax          *float64 `json:"amperageMax"`          // A
-	Voltage              *float64 `json:"voltage"`              // V
-	Wattage              *float64 `json:"wattage"`              // kW
-	ChargeRate           *float64 `json:"chargeRate"`           // km of range added per hour
-	TimeToComplete       *float64 `json:"timeToComplete"`       // minutes
-	ChargerPhases        *int     `json:"chargerPhases"`        //
-	IsFastChargerPresent *bool    `json:"isFastChargerPresent"` //
-	FastChargerType      *string  `json:"fastChargerType"`      //
+// ChargeState is what one read says about the charge port and charging, the
+// same whichever API generation answered. A nil field is unknown: the car is
+// asleep, does not report it, or Smartcar marked the value as failed.
+type ChargeState struct {
+	DoorOpen  *bool   `json:"chargePortOpen"`
+	PluggedIn *bool   `json:"isPluggedIn"`
+	Latch     *string `json:"chargePortLatch"` // ENGAGED or DISENGAGED
+	Charging  *string `json:"state"`           // CHARGING, NOT_CHARGING, FULLY_CHARGED
+	// LimitPercent is the charge limit in percent (80, not 0.8).
+	LimitPercent *float64 `json:"chargeLimitPercent"`
+	EnergyAdded  *float64 `json:"energyAdded"` // kWh this session
 
-	RequestID string `json:"-"` // SC-Request-Id response header
+	// NoData says Smartcar answered but holds no value for this car yet
+	// (API v3 often has none until the car is subscribed to a webhook).
+	NoData    bool   `json:"-"`
+	RequestID string `json:"-"` // Smartcar's request id of the read
 }
 
-// paging is Smartcar's offset paging block. Count is the total number of
-// elements for the whole query, not just this page.
-type paging struct {
-	Count  int `json:"count"`
-	Offset int `json:"offset"`
-}
+// Latch values, as both API generations report them to Home Assistant.
+const (
+	LatchEngaged    = "ENGAGED"
+	LatchDisengaged = "DISENGAGED"
+)

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
 
 func TestUsageCountsClientCalls(t *testing.T) {
@@ -17,26 +21,26 @@ func TestUsageCountsClientCalls(t *testing.T) {
 	c, _ := e.client(t, WithObserver(u))
 	ctx := ctxT(t)
 
-	if _, err := c.VehicleIDs(ctx); err != nil {
+	if _, err := v2(c).ids(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Vehicle(ctx, SimTeslaID); err != nil {
+	if _, err := v2(c).vehicle(ctx, c, smartcarsim.TeslaID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Permissions(ctx, SimTeslaID); err != nil {
+	if _, err := v2(c).permissions(ctx, c, smartcarsim.TeslaID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TeslaCharge(ctx, SimTeslaID); err != nil {
+	if _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); err != nil {
 		t.Fatal(err)
 	}
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 409})
-	if _, err := c.TeslaCharge(ctx, SimTeslaID); err == nil {
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 409})
+	if _, err := c.Read(ctx, Vehicle{ID: smartcarsim.TeslaID}); err == nil {
 		t.Fatal("fault not applied")
 	}
-	if err := c.ChargePortDoor(ctx, Vehicle{ID: SimTeslaID, Make: "TESLA"}, Open); err != nil {
+	if err := c.ChargePortDoor(ctx, Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA"}, Open); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.TeslaCharge(ctx, SimOtherID); err == nil {
+	if _, err := c.Read(ctx, Vehicle{ID: smartcarsim.OtherID}); err == nil {
 		t.Fatal("tesla/charge of a Ford succeeded")
 	}
 	u.ObserveCall(TokenCall(time.Millisecond, nil))
@@ -44,7 +48,7 @@ func TestUsageCountsClientCalls(t *testing.T) {
 
 	// Token requests are not vehicle API calls.
 	snap := u.Snapshot(e.clock.Now())
-	wantSnap := UsageSnapshot{Month: "2025-06", Vehicles: map[string]int{SimTeslaID: 5, SimOtherID: 1}, Total: 7, Today: 7}
+	wantSnap := UsageSnapshot{Month: "2025-06", Vehicles: map[string]int{smartcarsim.TeslaID: 5, smartcarsim.OtherID: 1}, Total: 7, Today: 7}
 	if !reflect.DeepEqual(snap, wantSnap) {
 		t.Errorf("snapshot = %+v\nwant       %+v", snap, wantSnap)
 	}
@@ -57,7 +61,7 @@ func TestUsageCountsClientCalls(t *testing.T) {
 			continue
 		}
 		total++
-		for _, id := range []string{SimTeslaID, SimOtherID} {
+		for _, id := range []string{smartcarsim.TeslaID, smartcarsim.OtherID} {
 			if strings.HasPrefix(r.Path, "/v2.0/vehicles/"+id) {
 				api[id]++
 			}
@@ -72,8 +76,8 @@ func TestUsageObservesEveryTry(t *testing.T) {
 	e := newEnv(t)
 	u := NewUsage("", e.clock.Now)
 	c, _ := e.client(t, WithObserver(u), WithBackoff(0))
-	e.sim.InjectFault(Fault{Path: "/tesla/charge", Status: 500, Times: 2})
-	if _, err := c.TeslaCharge(ctxT(t), SimTeslaID); err != nil {
+	e.sim.InjectFault(smartcarsim.Fault{Path: "/tesla/charge", Status: 500, Times: 2})
+	if _, err := c.Read(ctxT(t), Vehicle{ID: smartcarsim.TeslaID}); err != nil {
 		t.Fatal(err)
 	}
 	reads := e.requestsTo("GET", "/tesla/charge")
@@ -81,8 +85,8 @@ func TestUsageObservesEveryTry(t *testing.T) {
 		t.Fatalf("reads = %+v, want 500, 500, 200", reads)
 	}
 	snap := u.Snapshot(e.clock.Now())
-	if snap.Vehicles[SimTeslaID] != 3 || snap.Total != 3 || snap.Today != 3 {
-		t.Errorf("ledger = %+v, want 3 calls on %s: every try may be billed", snap, SimTeslaID)
+	if snap.Vehicles[smartcarsim.TeslaID] != 3 || snap.Total != 3 || snap.Today != 3 {
+		t.Errorf("ledger = %+v, want 3 calls on %s: every try may be billed", snap, smartcarsim.TeslaID)
 	}
 }
 
@@ -100,7 +104,7 @@ func readLedger(t *testing.T, path string) usageLedger {
 }
 
 func TestUsagePersistsAcrossRestarts(t *testing.T) {
-	clock := newFakeClock()
+	clock := itest.NewClock()
 	path := filepath.Join(t.TempDir(), "sub", UsageFile)
 	call := Call{Endpoint: EndpointTeslaCharge, VehicleID: "v1", Outcome: OutcomeOK, Status: 200}
 
@@ -145,7 +149,7 @@ func TestUsagePersistsAcrossRestarts(t *testing.T) {
 }
 
 func TestUsageRollsOver(t *testing.T) {
-	clock := newFakeClock()
+	clock := itest.NewClock()
 	clock.Advance(29*24*time.Hour + 11*time.Hour + 59*time.Minute) // 2025-06-30 23:59 UTC
 	path := filepath.Join(t.TempDir(), UsageFile)
 	call := Call{Endpoint: EndpointTeslaCharge, VehicleID: "v1", Outcome: OutcomeOK}
@@ -196,7 +200,7 @@ func TestUsageRollsOver(t *testing.T) {
 }
 
 func TestUsageSummary(t *testing.T) {
-	clock := newFakeClock()
+	clock := itest.NewClock()
 	u := NewUsage("", clock.Now)
 	if got, want := u.Summary(clock.Now()), "Smartcar calls this month (2025-06): no vehicle calls; all: 0; today: 0"; got != want {
 		t.Errorf("empty summary = %q\nwant %q", got, want)
@@ -220,7 +224,7 @@ func TestUsageBadFiles(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"month":`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	u := NewUsage(path, newFakeClock().Now)
+	u := NewUsage(path, itest.NewClock().Now)
 	if err := u.Load(); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("corrupt ledger: err = %v, want one naming the file", err)
 	}
@@ -234,12 +238,12 @@ func TestUsageBadFiles(t *testing.T) {
 	if err := os.WriteFile(blocked, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	u = NewUsage(filepath.Join(blocked, UsageFile), newFakeClock().Now)
+	u = NewUsage(filepath.Join(blocked, UsageFile), itest.NewClock().Now)
 	u.ObserveCall(Call{Endpoint: EndpointVehicle, VehicleID: "v", Outcome: OutcomeOK})
 	if err := u.Flush(); err == nil || !strings.Contains(err.Error(), "save call ledger") {
 		t.Errorf("Flush = %v, want the write error", err)
 	}
-	if got := u.Snapshot(newFakeClock().Now()).Total; got != 1 {
+	if got := u.Snapshot(itest.NewClock().Now()).Total; got != 1 {
 		t.Errorf("in-memory total = %d, want 1 despite the failed write", got)
 	}
 }
@@ -253,7 +257,7 @@ func TestTokensReportRefreshes(t *testing.T) {
 	if _, err := tokens.Token(); err != nil {
 		t.Fatal(err)
 	}
-	e.sim.InjectFault(Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: CodeInvalidGrant})
+	e.sim.InjectFault(smartcarsim.Fault{Method: "POST", Path: "/oauth/token", Status: 400, Type: TypeOAuth, Code: CodeInvalidGrant})
 	tokens.Invalidate()
 	if _, err := tokens.Token(); !IsInvalidGrant(err) {
 		t.Fatalf("Token() = %v, want invalid_grant", err)

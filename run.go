@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
+	"github.com/smartcar2mqtt/smartcar2mqtt/config"
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+	"github.com/smartcar2mqtt/smartcar2mqtt/status"
+)
+
+// fleetWatchInterval is how often the daemon looks at the vehicle cache for
+// cars `auth` connected: a stat, no Smartcar call.
+const fleetWatchInterval = 10 * time.Second
+
+// daemon wires config → Smartcar login and client → vehicles → broker → bridge, and
+// runs until ctx ends. The embedded broker starts first and stops last.
+func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("DATA_DIR: %w", err)
+	}
+	usage := smartcar.NewUsage(filepath.Join(cfg.DataDir, smartcar.UsageFile), nil)
+	if err := usage.Load(); err != nil {
+		log.WithError(err).Warn("call counts start again from zero")
+	}
+	defer usage.Flush()
+	metrics := status.NewMetrics()
+	api, err := newSmartcar(ctx, cfg, log, smartcar.CallObservers{usage, metrics, tokenLog{log}})
+	if err != nil {
+		return err
+	}
+
+	fleet := fleetCache(cfg)
+	details, err := fleet.Vehicles(ctx, api.client, cfg.SmartcarVehicleIDs)
+	if err != nil {
+		return fmt.Errorf("find the vehicles on the Smartcar account: %w", err)
+	}
+	log.WithField("vehicles", len(details)).Info("vehicles found")
+
+	mqttOpts := bridge.MQTTOptions{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(), CAFile: cfg.MQTTCAFile, ClientID: cfg.MQTTClientID}
+	if cfg.EmbeddedBroker() {
+		broker, err := bridge.StartBroker(bridge.BrokerOptions{
+			Listen: cfg.BrokerListen, Username: cfg.BrokerUsername, Password: cfg.BrokerPassword.Reveal(),
+			AllowAnonymous: cfg.BrokerAllowAnonymous, TLSListen: cfg.BrokerTLSListen, TLSCert: cfg.BrokerTLSCert, TLSKey: cfg.BrokerTLSKey,
+			DataDir: cfg.DataDir, BaseTopic: cfg.MQTTBaseTopic, Log: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer broker.Close()
+		creds := broker.BridgeCredentials()
+		mqttOpts.URL, mqttOpts.Username, mqttOpts.Password = creds.URL, creds.Username, creds.Password
+	}
+
+	b, err := bridge.New(api.client, details, bridge.Options{
+		MQTT:            mqttOpts,
+		BaseTopic:       cfg.MQTTBaseTopic,
+		DiscoveryPrefix: cfg.HADiscoveryPrefix,
+		HAStatusTopic:   cfg.HAStatusTopic,
+		Origin:          discovery.Origin{Name: "smartcar2mqtt", SWVersion: version, SupportURL: supportURL},
+		PollInterval:    cfg.SmartcarPollInterval,
+		DataDir:         cfg.DataDir,
+		OnStale: func(vehicleID string, err error) {
+			log.WithField("vehicle", vehicleID).WithError(err).Warn("Smartcar no longer knows this vehicle as before: the vehicle list is read again at the next start")
+			if err := fleet.Forget(); err != nil {
+				log.WithError(err).Warn("cannot drop the vehicle cache")
+			}
+		},
+		OnNoDoorCommand: func(vehicleID, why string) {
+			if err := fleet.MarkNoDoorCommand(vehicleID, why); err != nil {
+				log.WithError(err).Warn("cannot record in the vehicle cache that this vehicle has no charge port command; the next start offers the cover again")
+			}
+		},
+		Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return b.Run(gctx) })
+	g.Go(func() error {
+		// `auth` run beside the daemon rewrites the cache: serve its new cars.
+		fleet.Watch(gctx, api.client.Version(), cfg.SmartcarVehicleIDs, fleetWatchInterval, b.AddVehicles)
+		return nil
+	})
+	if cfg.HTTPEnabled() {
+		metrics.WatchBridge(b.Status)
+		checks := []status.Check{
+			{Name: "mqtt", Run: b.CheckMQTT},
+			{Name: "token", Run: api.healthy},
+			{Name: "bridge", Run: b.CheckServing},
+		}
+		g.Go(func() error { return status.Serve(gctx, cfg.HTTPListen, status.Handler(checks, metrics)) })
+	}
+	if api.keepAlive != nil {
+		g.Go(func() error {
+			api.keepAlive(gctx)
+			return nil
+		})
+	}
+	g.Go(func() error {
+		usage.Report(gctx, 24*time.Hour, func(summary string) { log.Info(summary) })
+		return nil
+	})
+	return g.Wait()
+}
+
+// smartcarAPI is the Smartcar client of the configured generation, with its
+// login's health check and, for v2.0, the refresh token's keep-alive.
+type smartcarAPI struct {
+	client    *smartcar.Client
+	healthy   func() error
+	keepAlive func(ctx context.Context) // nil: nothing to keep alive
+}
+
+// newSmartcar builds the login and client for the API generation the
+// configuration chose, and says which one in the log, and why.
+func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, calls smartcar.CallObserver) (smartcarAPI, error) {
+	clientOpts := []smartcar.Option{
+		smartcar.WithUserAgent(userAgent()),
+		smartcar.WithTimeout(cfg.SmartcarTimeout),
+		smartcar.WithObserver(calls),
+		smartcar.WithTrace(func(t smartcar.Trace) { traceCall(log, t) }),
+	}
+	log.WithFields(logrus.Fields{"api": cfg.APIVersion(), "url": cfg.SmartcarAPIURL}).Infof("using Smartcar API %s: %s", cfg.APIVersion(), cfg.APIVersionReason())
+	if cfg.APIVersion() == config.APIV3 {
+		if _, err := os.Stat(smartcar.NewTokenStore(cfg.DataDir).Path()); err == nil {
+			log.WithField("file", smartcar.NewTokenStore(cfg.DataDir).Path()).Info("the API v2.0 token file is no longer used with API v3; it is left as it is (delete it once you no longer want to go back to v2)")
+		}
+		if cfg.SmartcarRefreshToken != "" {
+			log.Info("SMARTCAR_REFRESH_TOKEN is ignored: API v3 logs in with SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET")
+		}
+		tokens := appTokens(ctx, cfg, calls)
+		client := smartcar.NewV3Client(cfg.SmartcarAPIURL, tokens, append(clientOpts, smartcar.WithUserFilter(cfg.SmartcarUserID))...)
+		return smartcarAPI{client: client, healthy: tokens.Healthy}, nil
+	}
+	if cfg.SmartcarUserID != "" {
+		log.Info("SMARTCAR_USER_ID is ignored: API v2.0 serves the cars of the one login in the token store")
+	}
+	tokens, err := smartcar.NewTokens(ctx, oauthConfig(cfg), smartcar.NewTokenStore(cfg.DataDir), cfg.SmartcarRefreshToken.Reveal(),
+		smartcar.WithTokenUserAgent(userAgent()),
+		smartcar.WithTokenObserver(calls),
+		smartcar.WithKeepAliveErrors(func(err error) { log.WithError(err).Warn("renewing the Smartcar refresh token failed; will try again") }))
+	if err != nil {
+		return smartcarAPI{}, fmt.Errorf("%w (run smartcar2mqtt auth, or set SMARTCAR_REFRESH_TOKEN)", err)
+	}
+	return smartcarAPI{
+		client:  smartcar.NewV2Client(cfg.SmartcarAPIURL, tokens, clientOpts...),
+		healthy: tokens.Healthy,
+		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
+		keepAlive: func(ctx context.Context) { tokens.KeepAlive(ctx, smartcar.DefaultRefreshMaxAge) },
+	}, nil
+}
+
+func appTokens(ctx context.Context, cfg *config.Config, calls smartcar.CallObserver) *smartcar.AppTokens {
+	return smartcar.NewAppTokens(ctx, smartcar.AppTokensConfig{
+		ClientID: cfg.SmartcarClientID, ClientSecret: cfg.SmartcarClientSecret.Reveal(), TokenURL: cfg.SmartcarTokenURL,
+		UserAgent: userAgent(), Observer: calls,
+	})
+}
+
+func fleetCache(cfg *config.Config) smartcar.FleetCache {
+	f := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile), MaxAge: 24 * time.Hour}
+	if cfg.APIVersion() == config.APIV3 {
+		f.User = cfg.SmartcarUserID
+	}
+	return f
+}
+
+// traceCall is the debug line of one Smartcar request: never a token or body.
+func traceCall(log *logrus.Entry, t smartcar.Trace) {
+	e := log.WithFields(logrus.Fields{"method": t.Method, "path": t.Path, "status": t.Status,
+		"duration": t.Duration.Round(time.Millisecond), "request_id": t.RequestID})
+	if t.Err != nil {
+		e = e.WithError(t.Err)
+	}
+	e.Debug("Smartcar request")
+}
+
+// tokenLog writes a debug line for every token endpoint request.
+type tokenLog struct{ log *logrus.Entry }
+
+func (t tokenLog) ObserveCall(c smartcar.Call) {
+	if c.Endpoint == smartcar.EndpointToken {
+		t.log.WithFields(logrus.Fields{"outcome": c.Outcome, "status": c.Status, "duration": c.Duration.Round(time.Millisecond)}).Debug("Smartcar token renewal")
+	}
+}
