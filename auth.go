@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/oauth2"
 
@@ -98,15 +99,7 @@ func onlyWanted(vs []smartcar.VehicleDetails, only []string) []smartcar.VehicleD
 	if len(only) == 0 {
 		return vs
 	}
-	var out []smartcar.VehicleDetails
-	for _, v := range vs {
-		for _, id := range only {
-			if v.ID == id {
-				out = append(out, v)
-			}
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(vs), func(v smartcar.VehicleDetails) bool { return !slices.Contains(only, v.ID) })
 }
 
 func oauthConfig(cfg *config.Config) *oauth2.Config {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // Issue 6's process-level numbers: the daemon as users run it (built as the
@@ -50,6 +51,7 @@ type daemonRun struct {
 // that outlives each run of the daemon.
 type perfWorld struct {
 	b       *testing.B
+	api     string // smartcar.V3 (the default) or smartcar.V2
 	bin     string
 	sim     *smartcarsim.Simulator
 	srv     *httptest.Server
@@ -57,16 +59,25 @@ type perfWorld struct {
 	seed    string // refresh token for the first start
 }
 
-const perfClientID, perfClientSecret = "perf-client", "perf-secret-not-logged"
+const (
+	perfClientID, perfClientSecret       = "perf-client", "perf-secret-not-logged"
+	perfAPIClientID, perfAPIClientSecret = "client_perf", "perf-api-secret-not-logged"
+)
 
 func newPerfWorld(b *testing.B, opts smartcarsim.Options) *perfWorld {
+	return newPerfWorldAPI(b, smartcar.V3, opts)
+}
+
+func newPerfWorldAPI(b *testing.B, api string, opts smartcarsim.Options) *perfWorld {
 	b.Helper()
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		b.Skip("resident memory is read from /proc: Linux only")
 	}
 	opts.ClientID, opts.ClientSecret = perfClientID, perfClientSecret
+	opts.APIClientID, opts.APIClientSecret = perfAPIClientID, perfAPIClientSecret
 	w := &perfWorld{
 		b:       b,
+		api:     api,
 		bin:     buildDaemon(b),
 		sim:     smartcarsim.New(opts),
 		dataDir: b.TempDir(),
@@ -98,15 +109,25 @@ func buildDaemon(b *testing.B) string {
 func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
 	w.b.Helper()
 	env := []string{
-		"SMARTCAR_CLIENT_ID=" + perfClientID,
-		"SMARTCAR_CLIENT_SECRET=" + perfClientSecret,
-		"SMARTCAR_REFRESH_TOKEN=" + w.seed, // ignored once the store holds a token
-		"SMARTCAR_API_URL=" + w.srv.URL + "/v2.0",
-		"SMARTCAR_TOKEN_URL=" + w.srv.URL + "/oauth/token",
-		"DATA_DIR=" + w.dataDir,
+		"SMARTCAR_CLIENT_ID=" + perfAPIClientID,
+		"SMARTCAR_CLIENT_SECRET=" + perfAPIClientSecret,
+		"SMARTCAR_API_URL=" + w.srv.URL + "/v3",
+		"SMARTCAR_TOKEN_URL=" + w.srv.URL + "/oauth2/token",
+	}
+	if w.api == smartcar.V2 {
+		env = []string{
+			"SMARTCAR_CLIENT_ID=" + perfClientID,
+			"SMARTCAR_CLIENT_SECRET=" + perfClientSecret,
+			"SMARTCAR_REFRESH_TOKEN=" + w.seed, // ignored once the store holds a token
+			"SMARTCAR_API_URL=" + w.srv.URL + "/v2.0",
+			"SMARTCAR_TOKEN_URL=" + w.srv.URL + "/oauth/token",
+		}
+	}
+	env = append(env,
+		"DATA_DIR="+w.dataDir,
 		"HTTP_LISTEN=off",
 		"LOG_LEVEL=info",
-	}
+	)
 	if mqttURL != "" {
 		env = append(env, "MQTT_URL="+mqttURL)
 	} else {
@@ -216,11 +237,26 @@ func (w *perfWorld) waitReady(d *daemonRun) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, err := w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool {
-		return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status == http.StatusOK
+		return isRead(r) && r.Status == http.StatusOK
 	})
 	if err != nil {
 		w.b.Fatalf("no charge read within 20 s: %v\n%s", err, d.stderr.Text())
 	}
+}
+
+// isRead is a state read of either API generation.
+func isRead(r smartcarsim.Request) bool {
+	return strings.HasSuffix(r.Path, "/tesla/charge") || strings.HasSuffix(r.Path, "/signals")
+}
+
+// isDoorCall is a charge port command of either API generation.
+func isDoorCall(r smartcarsim.Request) bool {
+	return r.Method == http.MethodPost && (strings.HasSuffix(r.Path, "/charge_port_door") || strings.Contains(r.Path, "/commands/charge-port/"))
+}
+
+// isTokenCall is a request to either token endpoint.
+func isTokenCall(r smartcarsim.Request) bool {
+	return r.Path == "/oauth/token" || r.Path == "/oauth2/token"
 }
 
 // watcher connects a plain MQTT client, as Home Assistant would.
@@ -366,7 +402,7 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			_, handledErr = w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool {
-				return strings.HasSuffix(r.Path, "/tesla/charge") && r.Status != 0 && r.At.After(burstStart)
+				return isRead(r) && strings.Contains(r.Path, smartcarsim.TeslaID) && r.Status != 0 && r.At.After(burstStart)
 			})
 		}()
 		peak := 0.0
@@ -388,7 +424,7 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 		peak = max(peak, d.memory(b).rss)
 		doors := 0
 		for _, r := range w.sim.Requests()[began:] {
-			if strings.HasSuffix(r.Path, "/charge_port_door") {
+			if isDoorCall(r) {
 				doors++
 			}
 		}
@@ -406,5 +442,118 @@ func BenchmarkDaemonCommandBurst(b *testing.B) {
 		b.ReportMetric(float64(doors), "door-calls")
 		b.ReportMetric(took.Seconds(), "burst-handled-s")
 		d.stop(b)
+	}
+}
+
+// BenchmarkDaemonCallsPerEvent counts what each thing a user does costs in Smartcar
+// requests (each one may be billed) and token endpoint requests, API v3 and v2.0
+// side by side, on the simulator's two cars: a cold start (empty DATA_DIR), a warm
+// restart, one OPEN, one refresh. A step is over when its effect is seen (the
+// state published, the read answered) and then quiet settles: quiet is a window
+// with no request at all, so nothing a step caused late is missed.
+func BenchmarkDaemonCallsPerEvent(b *testing.B) {
+	const quiet = 2 * time.Second
+	for _, api := range []string{smartcar.V3, smartcar.V2} {
+		b.Run("api="+api, func(b *testing.B) {
+			m := itest.NewMosquitto(b, "tcp", "")
+			for b.Loop() {
+				w := newPerfWorldAPI(b, api, smartcarsim.Options{})
+				var steps []string
+				counts := map[string][2]int{}
+				mark := len(w.sim.Requests())
+				count := func(step string) {
+					w.settle(quiet)
+					reqs := w.sim.Requests()[mark:]
+					mark += len(reqs)
+					var c [2]int
+					for _, r := range reqs {
+						if isTokenCall(r) {
+							c[1]++
+						} else if !strings.HasPrefix(r.Path, "/simulator/") {
+							c[0]++
+						}
+					}
+					steps = append(steps, step)
+					counts[step] = c
+				}
+				d := w.start(m.URL(), "")
+				w.waitReady(d)
+				count("cold-start")
+				d.stop(b)
+
+				ha := watcher(b, m.URL(), "ha")
+				states := make(chan string, 64)
+				topics := discovery.VehicleTopics("smartcar2mqtt", smartcarsim.TeslaID)
+				if tok := ha.Subscribe(topics.State, 1, func(_ mqtt.Client, msg mqtt.Message) {
+					if !msg.Retained() {
+						states <- string(msg.Payload())
+					}
+				}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+					b.Fatalf("subscribe: %v", tok.Error())
+				}
+				d = w.start(m.URL(), "")
+				awaitState(b, d, states, "closed")
+				count("warm-restart")
+
+				ha.Publish(topics.Command, 1, false, "OPEN")
+				awaitState(b, d, states, "open")
+				count("open")
+
+				seen := w.seen()
+				ha.Publish(topics.Refresh, 1, false, "PRESS")
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err := w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool { return isRead(r) && r.Status != 0 && !seen[r.RequestID] })
+				cancel()
+				if err != nil {
+					b.Fatalf("no read after the refresh: %v", err)
+				}
+				count("read")
+				d.stop(b)
+				for _, step := range steps {
+					b.ReportMetric(float64(counts[step][0]), "calls/"+step)
+					b.ReportMetric(float64(counts[step][1]), "token-calls/"+step)
+				}
+			}
+		})
+	}
+}
+
+// seen is the request ids the simulator has logged so far.
+func (w *perfWorld) seen() map[string]bool {
+	ids := map[string]bool{}
+	for _, r := range w.sim.Requests() {
+		ids[r.RequestID] = true
+	}
+	return ids
+}
+
+// settle waits until the simulator has seen no new request for quiet.
+func (w *perfWorld) settle(quiet time.Duration) {
+	for {
+		seen := w.seen()
+		ctx, cancel := context.WithTimeout(context.Background(), quiet)
+		_, err := w.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool { return !seen[r.RequestID] })
+		cancel()
+		if err != nil {
+			return // quiet for the whole window
+		}
+	}
+}
+
+// awaitState waits for the daemon to publish state.
+func awaitState(b *testing.B, d *daemonRun, states <-chan string, want string) {
+	b.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case s := <-states:
+			if s == want {
+				return
+			}
+		case <-d.exited:
+			b.Fatalf("the daemon exited:\n%s", d.stderr.Text())
+		case <-deadline:
+			b.Fatalf("no state %q within 20 s:\n%s", want, d.stderr.Text())
+		}
 	}
 }

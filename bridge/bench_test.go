@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +35,7 @@ import (
 // arrival, and the embedded mochi broker.
 type benchWorld struct {
 	b       *testing.B
+	api     string // smartcar.V3 or smartcar.V2
 	sim     *smartcarsim.Simulator
 	srv     *httptest.Server
 	arrived chan time.Time // one per door POST, stamped before the simulator runs
@@ -43,16 +43,18 @@ type benchWorld struct {
 	dataDir string
 }
 
-func newBenchWorld(b *testing.B) *benchWorld {
+func newBenchWorld(b *testing.B, api string) *benchWorld {
 	b.Helper()
 	w := &benchWorld{
-		b:       b,
-		sim:     smartcarsim.New(smartcarsim.Options{ClientID: simClientID, ClientSecret: simClientSecret}),
+		b:   b,
+		api: api,
+		sim: smartcarsim.New(smartcarsim.Options{ClientID: simClientID, ClientSecret: simClientSecret,
+			APIClientID: simAPIClientID, APIClientSecret: simAPIClientSecret}),
 		arrived: make(chan time.Time, 16),
 		dataDir: b.TempDir(),
 	}
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/charge/charge_port_door") {
+		if r.Method == http.MethodPost && isDoorPath(r.URL.Path) {
 			select {
 			case w.arrived <- time.Now():
 			default:
@@ -76,9 +78,14 @@ func newBenchWorld(b *testing.B) *benchWorld {
 	return w
 }
 
-// client is a Smartcar client with its own refresh token and token store.
+// client is a Smartcar client of the world's API: v3 with the application's
+// credentials, v2.0 with its own refresh token and token store.
 func (w *benchWorld) client(ctx context.Context, name string) *smartcar.Client {
 	w.b.Helper()
+	if w.api == smartcar.V3 {
+		tokens := smartcar.NewAppTokens(ctx, smartcar.AppTokensConfig{ClientID: simAPIClientID, ClientSecret: simAPIClientSecret, TokenURL: w.srv.URL + "/oauth2/token"})
+		return smartcar.NewV3Client(w.srv.URL+"/v3", tokens, smartcar.WithTimeout(30*time.Second))
+	}
 	conf := smartcar.OAuthConfig(simClientID, simClientSecret, w.srv.URL+"/oauth/token", "", "", nil)
 	tokens, err := smartcar.NewTokens(ctx, conf, smartcar.NewTokenStore(filepath.Join(w.dataDir, name)), w.sim.IssueRefreshToken())
 	if err != nil {
@@ -174,12 +181,14 @@ var doorActions = [2]struct{ command, state string }{{"open", "open"}, {"close",
 // a DATA_DIR, the work a bare relay can be compared with; the difference is what
 // the file write costs the next command (on a VM, its wake-ups after the fsync).
 func BenchmarkCommandToSmartcar(b *testing.B) {
-	b.Run("state=kept", func(b *testing.B) { benchCommand(b, true) })
-	b.Run("state=none", func(b *testing.B) { benchCommand(b, false) })
+	for _, api := range []string{smartcar.V3, smartcar.V2} {
+		b.Run("api="+api+"/state=kept", func(b *testing.B) { benchCommand(b, api, true) })
+		b.Run("api="+api+"/state=none", func(b *testing.B) { benchCommand(b, api, false) })
+	}
 }
 
-func benchCommand(b *testing.B, keepState bool) {
-	w := newBenchWorld(b)
+func benchCommand(b *testing.B, api string, keepState bool) {
+	w := newBenchWorld(b, api)
 	stateDir := ""
 	if keepState {
 		stateDir = w.dataDir
@@ -250,7 +259,13 @@ func benchCommand(b *testing.B, keepState bool) {
 // the same broker that, on each message, makes the same door POST through the same
 // Smartcar client, measured the same way as BenchmarkCommandToSmartcar.
 func BenchmarkBareRelayBaseline(b *testing.B) {
-	w := newBenchWorld(b)
+	for _, api := range []string{smartcar.V3, smartcar.V2} {
+		b.Run("api="+api, func(b *testing.B) { benchRelay(b, api) })
+	}
+}
+
+func benchRelay(b *testing.B, api string) {
+	w := newBenchWorld(b, api)
 	ctx := context.Background()
 	client := w.client(ctx, "relay")
 	vehicles, err := client.Vehicles(ctx, []string{tesla})

@@ -58,7 +58,7 @@ type Options struct {
 
 const (
 	// shutdownGrace bounds how long an in-flight Smartcar call may go on after the
-	// bridge is told to stop (SPEC §6: the whole stop takes under 10 s).
+	// bridge is told to stop: the whole stop takes under 10 s.
 	shutdownGrace = 7 * time.Second
 	// publishQoS is 0 for discovery, states and attributes. Nothing is lost by it:
 	// all of them are retained and republished on every (re)connect and HA birth.
@@ -541,7 +541,14 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 // It runs on paho's router goroutine, so it never blocks and never publishes: the
 // set holds each id once however often its config comes back.
 func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
-	if _, known := b.fleet.Load().vehicles[vehicleID]; len(config) == 0 || known {
+	f := b.fleet.Load()
+	if _, known := f.vehicles[vehicleID]; len(config) == 0 || known {
+		return
+	}
+	// An empty listing proves nothing (an account just moved to API v3 before its
+	// cars were connected again, a fresh login): never remove what the user built
+	// in Home Assistant because of one.
+	if len(f.vehicles) == 0 {
 		return
 	}
 	// Only configs this daemon wrote: another instance with another base topic may

@@ -11,7 +11,7 @@ import (
 )
 
 // parseCommand turns a cover command payload into an action: OPEN or CLOSE, trimmed
-// and case-insensitive (SPEC §4). Anything else is an error, and no Smartcar call.
+// and case-insensitive. Anything else is an error, and no Smartcar call.
 // It allocates nothing for a valid command: a flood of them costs no garbage.
 func parseCommand(payload []byte) (smartcar.Action, error) {
 	p := bytes.TrimSpace(payload)

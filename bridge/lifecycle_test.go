@@ -97,3 +97,33 @@ func TestNewTakesOnlyWhatDiscoveryTakes(t *testing.T) {
 		t.Error("New without an origin name: no error")
 	}
 }
+
+// A retained config of an earlier run is removed only when the account lists other
+// cars but not this one: an empty listing (an account moved to API v3 before its cars
+// were connected again) proves nothing, and the user's devices stay.
+func TestEmptyListingRemovesNothing(t *testing.T) {
+	opts := Options{
+		MQTT: MQTTOptions{URL: "tcp://127.0.0.1:1883", ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix,
+		HAStatusTopic: haStatus, Origin: discovery.Origin{Name: "smartcar2mqtt"}, Log: testLog(t),
+	}
+	ours := []byte(`{"avty":[{"t":"` + discovery.StatusTopic(base) + `"}]}`)
+	for _, tt := range []struct {
+		name     string
+		vehicles []Vehicle
+		removed  bool
+	}{
+		{"empty listing", nil, false},
+		{"another car listed", []Vehicle{{Vehicle: smartcar.Vehicle{ID: "other", Make: "TESLA"}, Permissions: []string{"read_charge"}}}, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := New(nil, tt.vehicles, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.clearIfGone(tesla, ours)
+			if b.gone[tesla] != tt.removed {
+				t.Errorf("marked for removal: %v, want %v", b.gone[tesla], tt.removed)
+			}
+		})
+	}
+}

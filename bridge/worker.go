@@ -76,7 +76,7 @@ type worker struct {
 	gauges    vehicleGauges
 }
 
-// attributes is the cover's json_attributes payload (SPEC §4).
+// attributes is the cover's json_attributes payload.
 type attributes struct {
 	LastCommand string     `json:"last_command,omitempty"`
 	Result      string     `json:"result,omitempty"` // success or error

@@ -8,8 +8,8 @@
 //
 // Why Load does not call envconfig.Process: Process reads the process
 // environment directly (it cannot be given a lookup function, so tests would
-// have to mutate global state) and it treats `KEY=` as set, which the SPEC
-// forbids (an empty value in a compose .env counts as unset), and it stops at
+// have to mutate global state) and it treats `KEY=` as set, where an empty
+// value (in a compose .env, say) must count as unset, and it stops at
 // the first error, where we must report every problem. Working around those
 // would mean unsetting variables in the live environment. Instead LoadFrom
 // walks the same tags itself and decodes the field types used here
@@ -37,7 +37,7 @@ import (
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 )
 
-// Config is every SPEC §3 variable, typed. Field names mirror the variable
+// Config is every configuration variable, typed. Field names mirror the variable
 // names so callers can guess them. After a successful Load:
 //   - SmartcarVehicleIDs is trimmed, free of empty entries and duplicates;
 //     empty means "all vehicles on the account";
@@ -53,8 +53,8 @@ type Config struct {
 	SmartcarMode          string        `envconfig:"SMARTCAR_MODE" default:"live" desc:"Connect mode: live, simulated or test"`
 	SmartcarRefreshToken  Secret        `envconfig:"SMARTCAR_REFRESH_TOKEN" desc:"API v2.0 only: seeds the token store when it is empty; ignored once the store holds a newer token; never logged"`
 	SmartcarVehicleIDs    []string      `envconfig:"SMARTCAR_VEHICLE_IDS" defaultdoc:"all" desc:"comma-separated vehicle ids to bridge"`
-	SmartcarAPIURL        string        `envconfig:"SMARTCAR_API_URL" defaultdoc:"v3 https://vehicle.api.smartcar.com/v3, v2 https://api.smartcar.com/v2.0" desc:"Smartcar API base URL"`
-	SmartcarTokenURL      string        `envconfig:"SMARTCAR_TOKEN_URL" defaultdoc:"v3 https://iam.smartcar.com/oauth2/token, v2 https://auth.smartcar.com/oauth/token" desc:"Smartcar token endpoint"`
+	SmartcarAPIURL        string        `envconfig:"SMARTCAR_API_URL" defaultdoc:"by API version" desc:"Smartcar API base URL: https://vehicle.api.smartcar.com/v3 (v3), https://api.smartcar.com/v2.0 (v2)"`
+	SmartcarTokenURL      string        `envconfig:"SMARTCAR_TOKEN_URL" defaultdoc:"by API version" desc:"Smartcar token endpoint: https://iam.smartcar.com/oauth2/token (v3), https://auth.smartcar.com/oauth/token (v2)"`
 	SmartcarConnectURL    string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
 	SmartcarPollInterval  time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state (one Smartcar call per vehicle); 0 disables"`
 	SmartcarTimeout       time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
@@ -144,9 +144,9 @@ func (c *Config) ChooseAPI() {
 
 // HTTPListenOff is the HTTP_LISTEN value that disables the HTTP server.
 //
-// The SPEC says both "an empty value counts as unset" (so HTTP_LISTEN= means
-// the default :8080) and "HTTP_LISTEN: empty disables". The general rule
-// wins: compose files commonly pass `HTTP_LISTEN=${HTTP_LISTEN}`, which
+// An empty value counts as unset, for HTTP_LISTEN as for every variable (so
+// HTTP_LISTEN= means the default :8080): compose files commonly pass
+// `HTTP_LISTEN=${HTTP_LISTEN}`, which
 // yields an empty value whenever the user did not set it, and silently
 // losing /healthz would make the container's HEALTHCHECK fail. Disabling
 // therefore takes an explicit word, "off" (case-insensitive); Load then

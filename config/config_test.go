@@ -14,7 +14,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 )
 
-// specVariables is SPEC §3's list (plus BROKER_TLS_LISTEN, named in the
+// specVariables is the product specification's list (plus BROKER_TLS_LISTEN, named in the
 // BROKER_TLS_* row), written out by hand so a renamed or dropped tag fails.
 func specVariables() []string {
 	return []string{

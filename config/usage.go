@@ -13,16 +13,23 @@ const usageHeader = `smartcar2mqtt bridges Smartcar vehicles' charge port doors 
 
 Usage:
   smartcar2mqtt [run]        run the daemon (the default command)
-  smartcar2mqtt demo         the daemon against a built-in simulated Tesla and an
-                             anonymous embedded broker on 127.0.0.1:1883; no account needed
-  smartcar2mqtt auth         Smartcar Connect onboarding: authorize, store the tokens,
-                             list the vehicles now visible
+  smartcar2mqtt demo         the daemon against a built-in simulated Smartcar (API v3, or v2
+                             with SMARTCAR_API_VERSION=v2) and an anonymous embedded broker
+                             on 127.0.0.1:1883; no account needed
+  smartcar2mqtt auth         connect a car with Smartcar Connect: prints a link to open in any
+                             browser (a phone will do), waits for the new connection, then
+                             lists the vehicles now visible
   smartcar2mqtt healthcheck  exit 0 if the local daemon reports healthy, else 1
   smartcar2mqtt version      print version, commit and Go version
   smartcar2mqtt -h | --help  print this help
 
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 any other failure,
 2 bad configuration (the message names every offending variable).
+
+Smartcar API: v3 for apps created since mid-2026 (their API client id starts with
+client_; Connect needs SMARTCAR_APPLICATION_ID), the legacy v2.0 for older apps
+(UUID client id, tokens kept in DATA_DIR/token.json). SMARTCAR_API_VERSION=auto
+picks by the client id; the daemon logs at start which one it uses and why.
 
 Configuration is read from the environment. An empty value counts as unset.
 Durations are Go durations (90s, 15m, 6h). Defaults in parentheses describe

@@ -80,7 +80,7 @@ func (c component) config() object {
 	return append(o, kv{"qos", qos})
 }
 
-// chargePortCover is the charge port door as a cover (SPEC §5): device class
+// chargePortCover is the charge port door as a cover: device class
 // door, OPEN/CLOSE without STOP, state from the bridge (never optimistic), and
 // command messages not retained so a broker restart cannot re-fire them.
 func chargePortCover(t Topics, v Vehicle) component {

@@ -96,7 +96,7 @@ type Vehicle struct {
 	ChargeRead bool
 }
 
-// Topics are one vehicle's topics under the base topic (SPEC §4).
+// Topics are one vehicle's topics under the base topic.
 type Topics struct {
 	// Availability is the vehicle's online/offline topic.
 	Availability string

@@ -3,11 +3,13 @@ package smartcar
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
@@ -63,4 +65,38 @@ func simAccessToken(tb testing.TB, srv *httptest.Server) string {
 		tb.Fatalf("token: status %d, %v", resp.StatusCode, err)
 	}
 	return tok.AccessToken
+}
+
+// BenchmarkTokenCallsPerIdleDay counts the token endpoint requests of a day
+// of an idle daemon (no command, only the polls), on a simulated clock
+// through the real token sources: API v3's application token (an hour, renewed
+// 5 min early) and v2.0's access token (2 h), at the default 6 h poll and at a
+// 15 min one.
+func BenchmarkTokenCallsPerIdleDay(b *testing.B) {
+	for _, api := range []string{V3, V2} {
+		for _, poll := range []time.Duration{6 * time.Hour, 15 * time.Minute} {
+			b.Run(fmt.Sprintf("api=%s/poll=%s", api, poll), func(b *testing.B) {
+				for b.Loop() {
+					e := newEnv(b)
+					var c *Client
+					if api == V3 {
+						c = NewV3Client(e.srv.URL+"/v3", e.appTokens(nil), WithHTTPClient(e.srv.Client()))
+					} else {
+						c = NewV2Client(e.apiURL, e.tokens(b), WithHTTPClient(e.srv.Client()))
+					}
+					v := Vehicle{ID: smartcarsim.TeslaID, UserID: smartcarsim.UserID}
+					start := e.clock.Now()
+					for e.clock.Now().Before(start.Add(24 * time.Hour)) {
+						if _, err := c.Read(context.Background(), v); err != nil {
+							b.Fatal(err)
+						}
+						e.clock.Advance(poll)
+					}
+					tokenCalls := len(e.requestsTo("POST", "/oauth2/token")) + len(e.requestsTo("POST", "/oauth/token"))
+					b.ReportMetric(float64(tokenCalls), "token-calls/day")
+					b.ReportMetric(float64(len(e.requestsTo("GET", "/signals"))+len(e.requestsTo("GET", "/tesla/charge"))), "reads/day")
+				}
+			})
+		}
+	}
 }

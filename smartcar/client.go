@@ -238,6 +238,9 @@ type request struct {
 	// targetState: sending it twice is harmless (a door command names the
 	// state it wants), so a 500/502/503 answer may be retried like a GET.
 	targetState bool
+	// decode reads a 2xx body; its failure is the call's error, counted as an
+	// invalid response. nil: the caller reads the body itself.
+	decode func(body []byte) error
 }
 
 // response is a 2xx answer.
@@ -249,17 +252,14 @@ type response struct {
 
 // getJSON sends r and decodes the 2xx body into out; it returns the request id.
 func (c *Client) getJSON(ctx context.Context, r request, out any) (string, error) {
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return "", err
-	}
-	if out != nil && len(bytes.TrimSpace(resp.body)) > 0 {
-		if err := json.Unmarshal(resp.body, out); err != nil {
-			c.observe(r, OutcomeInvalidResponse, resp.status, time.Now())
-			return resp.requestID, fmt.Errorf("decode response (status %d, request id %s): %w", resp.status, resp.requestID, err)
+	r.decode = func(body []byte) error {
+		if out == nil || len(bytes.TrimSpace(body)) == 0 {
+			return nil
 		}
+		return json.Unmarshal(body, out)
 	}
-	return resp.requestID, nil
+	resp, err := c.do(ctx, r)
+	return resp.requestID, err
 }
 
 // do sends one API call and returns its 2xx answer, body read in full. The
@@ -326,6 +326,12 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 			continue
 		}
 		if status >= 200 && status <= 299 {
+			if r.decode != nil {
+				if err := r.decode(respBody); err != nil {
+					c.observe(r, OutcomeInvalidResponse, status, start)
+					return response{requestID: reqID}, fmt.Errorf("decode response (status %d, request id %s): %w", status, reqID, err)
+				}
+			}
 			c.observe(r, OutcomeOK, status, start)
 			return response{status: status, requestID: reqID, body: respBody}, nil
 		}

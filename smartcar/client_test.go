@@ -459,3 +459,35 @@ func TestCommandErrorInSuccessfulResponse(t *testing.T) {
 		t.Errorf("request id = %q", se.RequestID)
 	}
 }
+
+// A 2xx body that does not decode is one call, counted as an invalid response, never
+// also as a success: every call counts against the quota once.
+func TestUndecodableAnswerIsCountedOnce(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		body string
+		read func(*Client) error
+	}{
+		{"v2", `{"chargePortOpen":"yes"}`, func(c *Client) error { _, err := c.Read(t.Context(), Vehicle{ID: "V"}); return err }},
+		{"v3", `{"data":"no list"}`, func(c *Client) error { _, err := c.Read(t.Context(), Vehicle{ID: "V", UserID: "U"}); return err }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			log := newCallLog()
+			c := NewV2Client(srv.URL, &staticTokens{access: "a"}, WithObserver(log))
+			if tt.name == "v3" {
+				c = NewV3Client(srv.URL, &staticTokens{access: "a"}, WithObserver(log))
+			}
+			if err := tt.read(c); err == nil {
+				t.Fatal("an undecodable answer read without error")
+			}
+			if calls := log.all(); len(calls) != 1 || calls[0].Outcome != OutcomeInvalidResponse {
+				t.Errorf("observed %+v, want one invalid_response", calls)
+			}
+		})
+	}
+}

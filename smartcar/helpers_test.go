@@ -36,7 +36,7 @@ type env struct {
 	tokenURL string
 }
 
-func newEnv(t *testing.T, tweak ...func(*smartcarsim.Options)) *env {
+func newEnv(t testing.TB, tweak ...func(*smartcarsim.Options)) *env {
 	t.Helper()
 	clock := itest.NewClock()
 	opts := smartcarsim.Options{ClientID: testClientID, ClientSecret: testClientSecret, Now: clock.Now,
@@ -64,7 +64,7 @@ func newEnv(t *testing.T, tweak ...func(*smartcarsim.Options)) *env {
 
 // tokens starts a token chain on the env's store, seeded with a fresh refresh
 // token from the simulator.
-func (e *env) tokens(t *testing.T, opts ...TokensOption) *Tokens {
+func (e *env) tokens(t testing.TB, opts ...TokensOption) *Tokens {
 	t.Helper()
 	opts = append([]TokensOption{WithNow(e.clock.Now)}, opts...)
 	tk, err := NewTokens(context.Background(), e.conf, e.store, e.sim.IssueRefreshToken(), opts...)

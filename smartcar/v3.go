@@ -137,8 +137,12 @@ func flexInt(raw json.RawMessage) int {
 // 404, or an answer without a single signal, means Smartcar holds no data
 // for the car yet: an empty ChargeState with NoData, not an error.
 func (v3API) read(ctx context.Context, c *Client, v Vehicle) (ChargeState, error) {
+	var st ChargeState
 	r := request{endpoint: EndpointSignals, vehicleID: v.ID, userID: v.UserID, method: http.MethodGet,
-		path: vehiclePath(v.ID) + "/signals"}
+		path: vehiclePath(v.ID) + "/signals", decode: func(body []byte) (err error) {
+			st, err = ParseSignals(body)
+			return err
+		}}
 	resp, err := c.do(ctx, r)
 	var e *Error
 	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
@@ -146,11 +150,6 @@ func (v3API) read(ctx context.Context, c *Client, v Vehicle) (ChargeState, error
 	}
 	if err != nil {
 		return ChargeState{}, err
-	}
-	st, err := ParseSignals(resp.body)
-	if err != nil {
-		c.observe(r, OutcomeInvalidResponse, resp.status, c.now())
-		return ChargeState{}, fmt.Errorf("decode signals (request id %s): %w", resp.requestID, err)
 	}
 	st.RequestID = resp.requestID
 	return st, nil
