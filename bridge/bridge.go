@@ -145,9 +145,8 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		gone:        map[string]bool{},
 		goneReq:     make(chan struct{}, 1),
 	}
-	// Settings Home Assistant would not take fail here, not per vehicle.
-	if _, err := discovery.Config(b.settings(), discovery.Vehicle{ID: "check"}); err != nil {
-		return nil, fmt.Errorf("discovery: %w", err)
+	if err := b.settings().Validate(); err != nil {
+		return nil, err
 	}
 	clientOpts, err := b.clientOptions()
 	if err != nil {
@@ -165,7 +164,7 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		if !ok {
 			continue
 		}
-		f = f.with(v, c, nil)
+		f.vehicles[v.ID], f.configs[v.ID] = v, c
 		if b.served(v) {
 			served = append(served, v)
 		}

@@ -353,8 +353,9 @@ func TestV2ToV3KeepsEveryEntity(t *testing.T) {
 // readSince matches the attributes of a successful read made after t.
 func readSince(t time.Time) func(map[string]any) bool {
 	return func(a map[string]any) bool {
-		at, _ := time.Parse(time.RFC3339Nano, a["updated_at"].(string))
-		return a["source"] == "poll" && a["result"] == "success" && !at.Before(t)
+		stamp, _ := a["updated_at"].(string) // null before any call
+		at, err := time.Parse(time.RFC3339Nano, stamp)
+		return err == nil && a["source"] == "poll" && a["result"] == "success" && !at.Before(t)
 	}
 }
 

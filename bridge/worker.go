@@ -99,7 +99,7 @@ func newErrorInfo(err error) *errorInfo {
 	if errors.As(err, &se) {
 		return &errorInfo{Type: se.Type, Code: se.Code, Description: se.Description, RequestID: se.RequestID, Resolution: se.Resolution, StatusCode: se.StatusCode}
 	}
-	if smartcar.OutcomeUnknown(err) {
+	if smartcar.TransportOutcome(err) == smartcar.OutcomeTimeout {
 		return &errorInfo{Type: "TIMEOUT", Description: err.Error()}
 	}
 	return &errorInfo{Type: "NETWORK", Description: err.Error()}

@@ -241,7 +241,7 @@ func isObjectIDRune(r rune) bool {
 // The output is deterministic (same input, same bytes), so the bridge may
 // compare payloads to skip redundant publishes.
 func Config(s Settings, v Vehicle) ([]byte, error) {
-	if err := s.validate(); err != nil {
+	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	if err := ValidateVehicleID(v.ID); err != nil {
@@ -367,7 +367,9 @@ func titleMake(mk string) string {
 	return b.String()
 }
 
-func (s Settings) validate() error {
+// Validate reports what Home Assistant would not take in the settings, for
+// every vehicle alike.
+func (s Settings) Validate() error {
 	var errs []error
 	if err := ValidateTopicRoot(s.Prefix); err != nil {
 		errs = append(errs, fmt.Errorf("discovery prefix %w", err))

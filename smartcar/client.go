@@ -213,16 +213,20 @@ func (c *Client) ChargePortDoor(ctx context.Context, v Vehicle, a Action) error 
 var errUnfinishedCommand = errors.New("the answer ended before the command finished")
 
 // OutcomeUnknown reports whether a failed command may still have reached the
-// car: it timed out, the connection failed after sending, or the answer ended
-// before the outcome. The state should then be read, never the command sent
-// again blindly.
+// car: it timed out, the connection failed once the request was on its way, or
+// the answer ended before the outcome. The state should then be read, never the
+// command sent again blindly. A refused connection sent nothing, and a cancel
+// is the daemon stopping: neither is unknown.
 func OutcomeUnknown(err error) bool {
 	var e *Error
-	if errors.As(err, &e) {
+	if err == nil || errors.As(err, &e) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	var ne net.Error
-	return errors.Is(err, errUnfinishedCommand) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+	if errors.Is(err, errUnfinishedCommand) || TransportOutcome(err) == OutcomeTimeout {
+		return true
+	}
+	var op *net.OpError
+	return !(errors.As(err, &op) && op.Op == "dial")
 }
 
 // request is one API call as do sends it.
@@ -312,7 +316,7 @@ func (c *Client) do(ctx context.Context, r request) (response, error) {
 		reqID := h.Get(RequestIDHeader)
 		c.traceCall(r, status, reqID, start, err)
 		if err != nil {
-			c.observe(r, transportOutcome(err), 0, start)
+			c.observe(r, TransportOutcome(err), 0, start)
 			if ctx.Err() != nil || r.method != http.MethodGet {
 				return response{}, err
 			}

@@ -68,7 +68,7 @@ func errorOutcome(err error) (outcome string, status int) {
 		}
 		return e.Type, e.StatusCode
 	}
-	return transportOutcome(err), 0
+	return TransportOutcome(err), 0
 }
 
 // CallObservers tells each of its observers about every call, so one client can

@@ -175,8 +175,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// transportOutcome names a failed exchange for a CallObserver.
-func transportOutcome(err error) string {
+// TransportOutcome names a failure without an answer from Smartcar:
+// OutcomeTimeout, OutcomeCanceled or OutcomeNetwork. The one place that tells
+// them apart, for the call counts and for what a user reads.
+func TransportOutcome(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled):

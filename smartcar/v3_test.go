@@ -1,8 +1,10 @@
 package smartcar
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -395,4 +397,24 @@ func TestV2Retirement(t *testing.T) {
 			t.Fatalf("a 404 on a path that worked: %v; want IsV2Retired", err)
 		}
 	})
+}
+
+func TestOutcomeUnknown(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"Smartcar answered", &Error{StatusCode: 409, Type: TypeVehicleState}, false},
+		{"connection refused: nothing sent", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, false},
+		{"daemon stopping", fmt.Errorf("open: %w", context.Canceled), false},
+		{"timeout", fmt.Errorf("open: %w", context.DeadlineExceeded), true},
+		{"reset while waiting", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
+		{"answer cut short", fmt.Errorf("open: %w", errUnfinishedCommand), true},
+	} {
+		if got := OutcomeUnknown(tt.err); got != tt.want {
+			t.Errorf("%s: OutcomeUnknown = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }
