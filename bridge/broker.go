@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -34,14 +35,20 @@ type BrokerOptions struct {
 // there is one code path for embedded and external brokers.
 type Broker struct {
 	server   *mqtt.Server
+	store    *retainedStore
+	log      logrus.FieldLogger
 	public   net.Listener
 	internal net.Listener
 	tls      net.Listener // nil without BROKER_TLS_CERT/KEY
 	bridge   Credentials
 
 	closeOnce sync.Once
-	closeErr  error
 }
+
+// brokerCloseTimeout bounds mochi's Close. mochi-mqtt v2.7.9 can deadlock in it
+// when a client disconnects while the server closes (its issue 488, unfixed in the
+// last release): a stop must never hang on that.
+const brokerCloseTimeout = 3 * time.Second
 
 // Credentials is what the bridge presents to the embedded broker.
 type Credentials struct {
@@ -88,7 +95,7 @@ func StartBroker(opts BrokerOptions) (*Broker, error) {
 		return nil, fmt.Errorf("add retained store: %w", err)
 	}
 
-	b := &Broker{server: server, bridge: creds}
+	b := &Broker{server: server, store: store, log: opts.Log, bridge: creds}
 	fail := func(err error) (*Broker, error) {
 		b.closeListeners()
 		store.Stop()
@@ -143,15 +150,30 @@ func (b *Broker) TLSAddr() net.Addr {
 	return b.tls.Addr()
 }
 
-// Close disconnects every client, stops the listeners and flushes retained messages.
-// It may be called more than once.
+// Close disconnects every client, stops the listeners and flushes retained messages,
+// within brokerCloseTimeout whatever mochi does. It may be called more than once.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.server.Close() })
-	return b.closeErr
+	b.closeOnce.Do(func() {
+		closed := make(chan struct{})
+		go func() {
+			b.server.Close() // always nil
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(brokerCloseTimeout):
+			// mochi is stuck before it stops its hooks: free the ports and save the
+			// retained messages here. If it ever returns, it stops them again: a no-op.
+			b.log.Warnf("the embedded broker did not stop within %s (a known mochi-mqtt deadlock when a client leaves during shutdown); closing its listeners and saving retained messages without it", brokerCloseTimeout)
+			b.closeListeners()
+			b.store.Stop()
+		}
+	})
+	return nil
 }
 
 func (b *Broker) closeListeners() {
-	for _, l := range []net.Listener{b.public, b.internal} {
+	for _, l := range []net.Listener{b.public, b.internal, b.tls} {
 		if l != nil {
 			l.Close()
 		}
