@@ -206,13 +206,19 @@ func TestV3OpenAndCloseWithSlowAnswers(t *testing.T) {
 	}
 }
 
-func TestV3LoginRenewedAfter401AndRefusedCredentials(t *testing.T) {
-	e := newV3Env(t, "mochi", smartcarsim.Options{})
-	logs := newLogWatch(t)
+// startV3Watched starts a v3 bridge on mochi whose log the test can wait on, and a
+// user watching its topics; n is the count of messages once it is ready.
+func startV3Watched(t *testing.T) (e *env, logs *logWatch, user *recorder, n int) {
+	e = newV3Env(t, "mochi", smartcarsim.Options{})
+	logs = newLogWatch(t)
 	e.log = logs.logger
 	e.startBridge()
-	user := e.recorder(base + "/#")
-	n := ready(user, "closed")
+	user = e.recorder(base + "/#")
+	return e, logs, user, ready(user, "closed")
+}
+
+func TestV3LoginRenewedAfter401(t *testing.T) {
+	e, _, user, n := startV3Watched(t)
 	tokenCalls := func() int {
 		c := 0
 		for _, r := range e.sim.Requests() {
@@ -236,12 +242,7 @@ func TestV3LoginRenewedAfter401AndRefusedCredentials(t *testing.T) {
 }
 
 func TestV3RefusedCredentialsTakeVehiclesOffline(t *testing.T) {
-	e := newV3Env(t, "mochi", smartcarsim.Options{})
-	logs := newLogWatch(t)
-	e.log = logs.logger
-	e.startBridge()
-	user := e.recorder(base + "/#")
-	n := ready(user, "closed")
+	e, logs, user, n := startV3Watched(t)
 	// The credentials stop working (rotated in the dashboard, say).
 	e.sim.InjectFault(smartcarsim.Fault{Path: "/signals", Status: 401, Times: -1})
 	e.sim.InjectFault(smartcarsim.Fault{Path: "/oauth2/token", Status: 401, Type: "OAUTH", Code: "invalid_client", Times: -1})
