@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"path/filepath"
-	"slices"
 
 	"golang.org/x/oauth2"
 
@@ -51,7 +49,8 @@ func authorize(ctx context.Context, cfg *config.Config, stdout io.Writer) error 
 }
 
 // authorizeV3 waits for the new connection (the redirect, or /connections) and
-// keeps the listing that showed it as the vehicle cache: no extra call.
+// keeps the listing that showed it as the vehicle cache: no extra call. Like the v2.0
+// flow, it shows every car of the account, SMARTCAR_VEHICLE_IDS or not.
 func authorizeV3(ctx context.Context, cfg *config.Config, stdout io.Writer, listen string) ([]smartcar.VehicleDetails, error) {
 	client := smartcar.NewV3Client(cfg.SmartcarAPIURL, appTokens(ctx, cfg, nil),
 		smartcar.WithUserAgent(userAgent()), smartcar.WithTimeout(cfg.SmartcarTimeout), smartcar.WithUserFilter(cfg.SmartcarUserID))
@@ -66,7 +65,7 @@ func authorizeV3(ctx context.Context, cfg *config.Config, stdout io.Writer, list
 	if err := fleetCache(cfg).Save(smartcar.V3, connected.Vehicles); err != nil {
 		return nil, err
 	}
-	return onlyWanted(connected.Vehicles, cfg.SmartcarVehicleIDs), nil
+	return connected.Vehicles, nil
 }
 
 // authorizeV2 runs Connect's code flow, saves the token pair, and lists the
@@ -79,7 +78,7 @@ func authorizeV2(ctx context.Context, cfg *config.Config, stdout io.Writer, list
 	if _, err := connect.Run(ctx); err != nil {
 		return nil, err
 	}
-	fleet := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile)}
+	fleet := fleetCache(cfg)
 	if err := fleet.Forget(); err != nil {
 		return nil, err
 	}
@@ -93,13 +92,6 @@ func authorizeV2(ctx context.Context, cfg *config.Config, stdout io.Writer, list
 		return nil, fmt.Errorf("logged in, but listing the vehicles failed: %w", err)
 	}
 	return vehicles, nil
-}
-
-func onlyWanted(vs []smartcar.VehicleDetails, only []string) []smartcar.VehicleDetails {
-	if len(only) == 0 {
-		return vs
-	}
-	return slices.DeleteFunc(slices.Clone(vs), func(v smartcar.VehicleDetails) bool { return !slices.Contains(only, v.ID) })
 }
 
 func oauthConfig(cfg *config.Config) *oauth2.Config {

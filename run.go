@@ -132,8 +132,8 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 	}
 	log.WithFields(logrus.Fields{"api": cfg.APIVersion(), "url": cfg.SmartcarAPIURL}).Infof("using Smartcar API %s: %s", cfg.APIVersion(), cfg.APIVersionReason())
 	if cfg.APIVersion() == config.APIV3 {
-		if _, err := os.Stat(smartcar.NewTokenStore(cfg.DataDir).Path()); err == nil {
-			log.WithField("file", smartcar.NewTokenStore(cfg.DataDir).Path()).Info("the API v2.0 token file is no longer used with API v3; it is left as it is (delete it once you no longer want to go back to v2)")
+		if old := smartcar.NewTokenStore(cfg.DataDir).Path(); fileExists(old) {
+			log.WithField("file", old).Info("the API v2.0 token file is no longer used with API v3; it is left as it is (delete it once you no longer want to go back to v2)")
 		}
 		if cfg.SmartcarRefreshToken != "" {
 			log.Info("SMARTCAR_REFRESH_TOKEN is ignored: API v3 logs in with SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET")
@@ -158,6 +158,11 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
 		keepAlive: func(ctx context.Context) { tokens.KeepAlive(ctx, smartcar.DefaultRefreshMaxAge) },
 	}, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func appTokens(ctx context.Context, cfg *config.Config, calls smartcar.CallObserver) *smartcar.AppTokens {

@@ -292,7 +292,7 @@ func (b *Bridge) takeFleet(start func(*worker)) {
 		}
 		b.fleet.Store(f.with(v, c, w))
 		if lostDoor {
-			b.log.WithField("vehicle", v.ID).Warnf("Smartcar has no charge port command for this vehicle (%s): its cover is removed from Home Assistant; the other entities stay", v.NoDoorCommand)
+			b.log.WithField("vehicle", v.ID).Warnf("%s: its cover is removed from Home Assistant; the other entities stay", v.NoDoorCommand)
 		} else {
 			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Info("new vehicle connected: announcing it to Home Assistant")
 		}

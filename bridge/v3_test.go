@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -65,14 +66,6 @@ func components(t *testing.T, payload string) map[string]string {
 	return out
 }
 
-func mapValues(m map[string]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
-}
-
 // latestConfig waits for vehicle id's discovery config that satisfies ok, and
 // returns its payload.
 func latestConfig(r *recorder, id, what string, ok func(payload string) bool) string {
@@ -105,7 +98,7 @@ func TestV3AccountGetsTheRightCovers(t *testing.T) {
 			t.Error("the Tesla has no cover")
 		}
 		y := latestConfig(ha, modelY, "the second user's Model Y", func(string) bool { return true })
-		if hasCover(t, y) || !slices.Contains(mapValues(components(t, y)), "binary_sensor") {
+		if hasCover(t, y) || !slices.Contains(platforms(t, y), "binary_sensor") {
 			t.Errorf("Model Y without control_charge: want sensors and no cover, got %v", components(t, y))
 		}
 		if !hasCover(t, latestConfig(ha, smartcarsim.OtherID, "the Ford", func(string) bool { return true })) {
@@ -117,7 +110,7 @@ func TestV3AccountGetsTheRightCovers(t *testing.T) {
 		n := ha.count()
 		ha.publish(fordTopics.Command, false, "OPEN")
 		ford := latestConfig(ha, smartcarsim.OtherID, "the Ford without its cover", func(p string) bool { return p != "" && !hasCover(t, p) })
-		if !slices.Contains(mapValues(components(t, ford)), "binary_sensor") {
+		if !slices.Contains(platforms(t, ford), "binary_sensor") {
 			t.Errorf("the Ford lost more than its cover: %v", components(t, ford))
 		}
 		ha.waitPayload(n, fordTopics.State, "closed")
@@ -330,11 +323,11 @@ func TestV2ToV3KeepsEveryEntity(t *testing.T) {
 		ha = e.recorder(prefix+"/#", base+"/#")
 		ready(ha, "closed")
 		v3 := components(t, latestConfig(ha, tesla, "the v3 discovery", func(p string) bool { return p != "" }))
-		if len(v2) == 0 || !mapsEqual(v2, v3) {
+		if len(v2) == 0 || !maps.Equal(v2, v3) {
 			t.Errorf("entities changed with the API:\nv2 %v\nv3 %v", v2, v3)
 		}
 		// The vehicle list was read again through v3 (the v2.0 cache has no users).
-		if len(e.sim.Requests()) == 0 || !slices.ContainsFunc(e.sim.Requests(), func(r smartcarsim.Request) bool { return r.Path == "/v3/connections" }) {
+		if !slices.ContainsFunc(e.sim.Requests(), func(r smartcarsim.Request) bool { return r.Path == "/v3/connections" }) {
 			t.Error("v3 started from the v2.0 vehicle cache")
 		}
 		// No device of the Tesla but the one: the config topic is per vehicle id.
@@ -351,6 +344,11 @@ func TestV2ToV3KeepsEveryEntity(t *testing.T) {
 	})
 }
 
+// platforms lists a device's entity platforms.
+func platforms(t *testing.T, payload string) []string {
+	return slices.Collect(maps.Values(components(t, payload)))
+}
+
 // readSince matches the attributes of a successful read made after t.
 func readSince(t time.Time) func(map[string]any) bool {
 	return func(a map[string]any) bool {
@@ -358,18 +356,6 @@ func readSince(t time.Time) func(map[string]any) bool {
 		at, err := time.Parse(time.RFC3339Nano, stamp)
 		return err == nil && a["source"] == "poll" && a["result"] == "success" && !at.Before(t)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func TestV2RetirementTakesVehiclesOfflineWithTheWayOut(t *testing.T) {

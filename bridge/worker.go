@@ -209,7 +209,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.publishLastError()
 	w.remember()
 	if errors.Is(err, smartcar.ErrNoChargePortCommand) {
-		why := "Smartcar has no charge port command for this vehicle"
+		why := smartcar.ErrNoChargePortCommand.Error()
 		w.doorWhy.Store(&why)
 		w.noDoor(w.vehicle, why)
 		return

@@ -373,7 +373,7 @@ func (c *checker) validate(cfg *Config, command string) {
 		{"SMARTCAR_CONNECT_URL", cfg.SmartcarConnectURL},
 		{"SMARTCAR_REDIRECT_URI", cfg.SmartcarRedirectURI},
 	} {
-		if u.val != "" { // the API and token URLs default by generation, below
+		if u.val != "" { // unset API and token URLs get their generation's default (ChooseAPI)
 			c.check(u.key, httpURL(u.val))
 		}
 	}
@@ -422,14 +422,6 @@ func (c *checker) validate(cfg *Config, command string) {
 
 // apiVersion checks what depends on the API generation, once it is chosen.
 func (c *checker) apiVersion(cfg *Config, command string) {
-	for _, u := range []struct{ key, val string }{
-		{"SMARTCAR_API_URL", cfg.SmartcarAPIURL},
-		{"SMARTCAR_TOKEN_URL", cfg.SmartcarTokenURL},
-	} {
-		if !cfg.set[u.key] { // a set value was checked with the others
-			c.check(u.key, httpURL(u.val))
-		}
-	}
 	switch cfg.api {
 	case APIV3:
 		if command == "auth" {
