@@ -173,11 +173,10 @@ func driveSession(t *testing.T, d *child, httpAddr, doorMetric string, grab func
 	publish(base+"/refresh", "PRESS")
 	waitMsg(n, "a read after the refresh", func(m msg) bool {
 		var a struct {
-			Source    string    `json:"source"`
-			UpdatedAt time.Time `json:"updated_at"`
+			LastReadAt *time.Time `json:"last_read_at"`
 		}
 		return m.topic == base+"/charge_port/attributes" && json.Unmarshal([]byte(m.payload), &a) == nil &&
-			a.Source == "poll" && !a.UpdatedAt.Before(pressed)
+			a.LastReadAt != nil && !a.LastReadAt.Before(pressed)
 	})
 	grab()
 

@@ -15,7 +15,10 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
 	"github.com/smartcar2mqtt/smartcar2mqtt/config"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/lockfile"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 	"github.com/smartcar2mqtt/smartcar2mqtt/status"
 )
 
@@ -81,20 +84,32 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = daemon(ctx, cfg, log)
 	}
 	if err != nil {
-		log.WithError(err).Error("stopped")
-		return exitFailure
+		// The error is the message: each part of it names its own operation.
+		code := exitCode(err)
+		log.WithField("exit_code", code).Error(err)
+		return code
 	}
 	log.Info("stopped")
 	return exitOK
 }
 
-// healthcheck is `smartcar2mqtt healthcheck`: the container's HEALTHCHECK, with no
-// shell or curl in the image.
-func healthcheck(ctx context.Context, cfg *config.Config) error {
-	if !cfg.HTTPEnabled() {
-		return errors.New("HTTP_LISTEN is off: there is no /healthz to ask")
+// exitCode is 2 for what only the user's configuration can fix (a variable,
+// a port in use, a DATA_DIR another daemon holds, a vehicle id the account
+// lacks), 1 for anything else.
+func exitCode(err error) int {
+	var (
+		cfgErr     *config.Error
+		unknown    *smartcar.UnknownVehiclesError
+		held       *lockfile.HeldError
+		brokerPort *broker.ListenError
+		httpPort   *status.ListenError
+	)
+	switch {
+	case errors.As(err, &cfgErr), errors.As(err, &unknown), errors.As(err, &held),
+		errors.As(err, &brokerPort), errors.As(err, &httpPort):
+		return exitBadConfig
 	}
-	return status.Probe(ctx, cfg.HTTPListen)
+	return exitFailure
 }
 
 func userAgent() string { return "smartcar2mqtt/" + version }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -11,21 +13,31 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
+	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
 	"github.com/smartcar2mqtt/smartcar2mqtt/config"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/lockfile"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 	"github.com/smartcar2mqtt/smartcar2mqtt/status"
 )
 
-// fleetWatchInterval is how often the daemon looks at the vehicle cache for
-// cars `auth` connected: a stat, no Smartcar call.
-const fleetWatchInterval = 10 * time.Second
-
-// daemon wires config → Smartcar login and client → vehicles → broker → bridge, and
-// runs until ctx ends. The embedded broker starts first and stops last.
+// daemon wires config → DATA_DIR lock → vehicles from the cache → listeners
+// and broker → bridge, and runs until ctx ends. Nothing here waits for
+// Smartcar or the network: the vehicle list refreshes in the background, so a
+// power cut that brings the server up before the router still starts Home
+// Assistant's broker and the bridge at once. The embedded broker starts first
+// and stops last.
 func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
+	}
+	lock, err := lockfile.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	usage := smartcar.NewUsage(filepath.Join(cfg.DataDir, smartcar.UsageFile), nil)
 	if err := usage.Load(); err != nil {
@@ -39,15 +51,29 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	}
 
 	fleet := fleetCache(cfg)
-	details, err := fleet.Vehicles(ctx, api.client, cfg.SmartcarVehicleIDs)
-	if err != nil {
-		return fmt.Errorf("find the vehicles on the Smartcar account: %w", err)
+	known, err := fleet.Known(api.client.Version(), cfg.SmartcarVehicleIDs)
+	var unknown *smartcar.UnknownVehiclesError
+	switch {
+	case errors.As(err, &unknown):
+		return err
+	case err != nil:
+		log.WithError(err).Warn("the vehicle cache cannot be read: listing the vehicles again")
+	case known.ListedAt.IsZero():
+		log.Info("no vehicles known yet: listing them from Smartcar in the background")
+	default:
+		log.WithFields(logrus.Fields{"vehicles": len(known.Vehicles), "listed_at": known.ListedAt.Local().Format(time.RFC3339)}).Info("serving the vehicles known from the last listing; the list refreshes in the background")
 	}
-	log.WithField("vehicles", len(details)).Info("vehicles found")
 
+	var httpListener net.Listener
+	if cfg.HTTPEnabled() {
+		if httpListener, err = status.Listen(cfg.HTTPListen); err != nil {
+			return err
+		}
+		defer httpListener.Close()
+	}
 	mqttOpts := bridge.MQTTOptions{URL: cfg.MQTTURL, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword.Reveal(), CAFile: cfg.MQTTCAFile, ClientID: cfg.MQTTClientID}
 	if cfg.EmbeddedBroker() {
-		broker, err := bridge.StartBroker(bridge.BrokerOptions{
+		embedded, err := broker.Start(broker.Options{
 			Listen: cfg.BrokerListen, Username: cfg.BrokerUsername, Password: cfg.BrokerPassword.Reveal(),
 			AllowAnonymous: cfg.BrokerAllowAnonymous, TLSListen: cfg.BrokerTLSListen, TLSCert: cfg.BrokerTLSCert, TLSKey: cfg.BrokerTLSKey,
 			DataDir: cfg.DataDir, BaseTopic: cfg.MQTTBaseTopic, Log: log,
@@ -55,12 +81,20 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		if err != nil {
 			return err
 		}
-		defer broker.Close()
-		creds := broker.BridgeCredentials()
+		defer embedded.Close()
+		creds := embedded.BridgeCredentials()
 		mqttOpts.URL, mqttOpts.Username, mqttOpts.Password = creds.URL, creds.Username, creds.Password
 	}
 
-	b, err := bridge.New(api.client, details, bridge.Options{
+	var b *bridge.Bridge
+	keeper := smartcar.NewFleetKeeper(fleet, api.client, cfg.SmartcarVehicleIDs, smartcar.KeeperOptions{
+		Changed: func(u smartcar.Update) { b.Apply(u) },
+		Trouble: func(err error, retryIn time.Duration) {
+			log.WithError(err).Warnf("cannot list the vehicles from Smartcar: serving those known from the last listing and trying again in the background (next in %s)", retryIn)
+		},
+		Recovered: func() { log.Info("listed the vehicles from Smartcar again") },
+	})
+	b, err = bridge.New(api.client, known.Vehicles, bridge.Options{
 		MQTT:            mqttOpts,
 		BaseTopic:       cfg.MQTTBaseTopic,
 		DiscoveryPrefix: cfg.HADiscoveryPrefix,
@@ -69,36 +103,33 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		PollInterval:    cfg.SmartcarPollInterval,
 		DataDir:         cfg.DataDir,
 		OnStale: func(vehicleID string, err error) {
-			log.WithField("vehicle", vehicleID).WithError(err).Warn("Smartcar no longer knows this vehicle as before: the vehicle list is read again at the next start")
-			if err := fleet.Forget(); err != nil {
-				log.WithError(err).Warn("cannot drop the vehicle cache")
-			}
+			log.WithField("vehicle", vehicleID).WithError(err).Warn("Smartcar no longer knows this vehicle as before: listing the vehicles again")
+			keeper.Stale()
 		},
 		OnNoDoorCommand: func(vehicleID, why string) {
 			if err := fleet.MarkNoDoorCommand(vehicleID, why); err != nil {
 				log.WithError(err).Warn("cannot record in the vehicle cache that this vehicle has no charge port command; the next start offers the cover again")
 			}
 		},
-		Log: log,
+		OnUnknownVehicle: keeper.Suspect,
+		Log:              log,
 	})
 	if err != nil {
 		return err
 	}
+	b.RemoveVehicles(known.Deselected)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
-	g.Go(func() error {
-		// `auth` run beside the daemon rewrites the cache: serve its new cars.
-		fleet.Watch(gctx, api.client.Version(), cfg.SmartcarVehicleIDs, fleetWatchInterval, b.AddVehicles)
-		return nil
-	})
-	if cfg.HTTPEnabled() {
+	// The vehicle list, and cars `auth` connects while the daemon runs.
+	g.Go(func() error { return keeper.Run(gctx, known) })
+	if httpListener != nil {
 		metrics.WatchBridge(b.Status)
 		checks := []status.Check{
 			{Name: "mqtt", Run: b.CheckMQTT},
 			{Name: "token", Run: api.healthy},
 			{Name: "bridge", Run: b.CheckServing},
 		}
-		g.Go(func() error { return status.Serve(gctx, cfg.HTTPListen, status.Handler(checks, metrics)) })
+		g.Go(func() error { return status.Serve(gctx, httpListener, status.Handler(checks, metrics)) })
 	}
 	if api.keepAlive != nil {
 		g.Go(func() error {
@@ -112,6 +143,10 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	})
 	return g.Wait()
 }
+
+// fleetMaxAge is how old a vehicle listing `auth` accepts before it lists
+// again; the daemon serves any age and refreshes daily in the background.
+const fleetMaxAge = 24 * time.Hour
 
 // smartcarAPI is the Smartcar client of the configured generation, with its
 // login's health check and, for v2.0, the refresh token's keep-alive.
@@ -150,11 +185,21 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 		smartcar.WithTokenObserver(calls),
 		smartcar.WithKeepAliveErrors(func(err error) { log.WithError(err).Warn("renewing the Smartcar refresh token failed; will try again") }))
 	if err != nil {
-		return smartcarAPI{}, fmt.Errorf("%w (run smartcar2mqtt auth, or set SMARTCAR_REFRESH_TOKEN)", err)
+		return smartcarAPI{}, err
+	}
+	if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
+		log.Warn("no Smartcar login yet: run `smartcar2mqtt auth` (or set SMARTCAR_REFRESH_TOKEN); the daemon waits and picks the login up by itself")
 	}
 	return smartcarAPI{
-		client:  smartcar.NewV2Client(cfg.SmartcarAPIURL, tokens, clientOpts...),
-		healthy: tokens.Healthy,
+		client: smartcar.NewV2Client(cfg.SmartcarAPIURL, tokens, clientOpts...),
+		healthy: func() error {
+			if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
+				return status.Waiting("no Smartcar login yet: run smartcar2mqtt auth")
+			} else if err != nil {
+				return err
+			}
+			return nil
+		},
 		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
 		keepAlive: func(ctx context.Context) { tokens.KeepAlive(ctx, smartcar.DefaultRefreshMaxAge) },
 	}, nil
@@ -173,7 +218,7 @@ func appTokens(ctx context.Context, cfg *config.Config, calls smartcar.CallObser
 }
 
 func fleetCache(cfg *config.Config) smartcar.FleetCache {
-	f := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile), MaxAge: 24 * time.Hour}
+	f := smartcar.FleetCache{Path: filepath.Join(cfg.DataDir, smartcar.FleetFile), MaxAge: fleetMaxAge}
 	if cfg.APIVersion() == config.APIV3 {
 		f.User = cfg.SmartcarUserID
 	}

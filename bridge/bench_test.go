@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/sirupsen/logrus"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -39,7 +40,7 @@ type benchWorld struct {
 	sim     *smartcarsim.Simulator
 	srv     *httptest.Server
 	arrived chan time.Time // one per door POST, stamped before the simulator runs
-	broker  *Broker
+	broker  *broker.Broker
 	dataDir string
 }
 
@@ -66,15 +67,15 @@ func newBenchWorld(b *testing.B, api string) *benchWorld {
 	b.Cleanup(w.srv.Close)
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
-	broker, err := StartBroker(BrokerOptions{
+	embedded, err := broker.Start(broker.Options{
 		Listen: "127.0.0.1:0", Username: haUser, Password: haPass,
 		DataDir: w.dataDir, BaseTopic: base, Log: quiet,
 	})
 	if err != nil {
 		b.Fatalf("start embedded broker: %v", err)
 	}
-	w.broker = broker
-	b.Cleanup(func() { broker.Close() })
+	w.broker = embedded
+	b.Cleanup(func() { embedded.Close() })
 	return w
 }
 

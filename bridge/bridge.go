@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
@@ -51,7 +53,12 @@ type Options struct {
 	// OnNoDoorCommand is told when Smartcar answers that it has no charge port
 	// command for a vehicle, so that the next start offers no cover either.
 	OnNoDoorCommand func(vehicleID, why string)
-	Log             logrus.FieldLogger
+	// OnUnknownVehicle is told, once per id, of a vehicle an earlier run
+	// announced to Home Assistant that is not served now. The bridge never
+	// removes it on its own: only RemoveVehicles does, once Smartcar
+	// positively lacks it. It must not block.
+	OnUnknownVehicle func(vehicleID string)
+	Log              logrus.FieldLogger
 
 	loginProbe time.Duration // tests shorten loginProbeInterval
 }
@@ -89,19 +96,64 @@ type Bridge struct {
 	fleetReq chan struct{}
 	pendMu   sync.Mutex
 	pending  []Vehicle
+	leaving  []string    // vehicles to remove, for the announcer
 	closing  atomic.Bool // set on shutdown: commands are no longer taken
 	// announceReq asks Run's announcer for discovery then states (capacity 1: a
 	// burst of HA births costs one announce).
 	announceReq chan struct{}
-	// gone holds vehicles an earlier run announced that are no longer bridged, for
-	// the announcer to clear; goneReq (capacity 1) says there are some.
+	// gone holds the vehicles RemoveVehicles named: their configs, retained by
+	// an earlier run, are cleared whenever the broker hands one back; clear
+	// holds those the announcer is to clear now, and goneReq (capacity 1) says
+	// there are some. unknown is the vehicles told to OnUnknownVehicle.
 	goneMu  sync.Mutex
 	gone    map[string]bool
+	clear   map[string]bool
+	unknown map[string]bool
 	goneReq chan struct{}
 
 	serving  atomic.Bool
 	connects atomic.Uint64
 	lost     atomic.Uint64
+	takeover takeoverWatch
+}
+
+// takeoverWatch notices a connection that keeps being dropped soon after it is
+// made: the mark of another client connecting with the same client id, which
+// makes the broker close the older session, back and forth.
+type takeoverWatch struct {
+	mu        sync.Mutex
+	connected time.Time
+	quick     []time.Time // recent losses soon after a connect
+	said      bool
+}
+
+const (
+	takeoverQuick  = 10 * time.Second // a loss this soon after connecting is quick
+	takeoverWindow = 5 * time.Minute
+	takeoverCount  = 3 // quick losses within the window that make it a takeover
+)
+
+func (t *takeoverWatch) connect(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.connected = now
+}
+
+// lost records a lost connection and reports, once per run of quick losses,
+// whether they now look like a takeover.
+func (t *takeoverWatch) lost(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.connected) > takeoverQuick {
+		t.quick, t.said = nil, false // a connection that held
+		return false
+	}
+	t.quick = append(slices.DeleteFunc(t.quick, func(at time.Time) bool { return now.Sub(at) > takeoverWindow }), now)
+	if len(t.quick) < takeoverCount || t.said {
+		return false
+	}
+	t.said = true
+	return true
 }
 
 // config is one vehicle's discovery message.
@@ -143,6 +195,8 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		fleetReq:    make(chan struct{}, 1),
 		announceReq: make(chan struct{}, 1),
 		gone:        map[string]bool{},
+		clear:       map[string]bool{},
+		unknown:     map[string]bool{},
 		goneReq:     make(chan struct{}, 1),
 	}
 	if err := b.settings().Validate(); err != nil {
@@ -253,6 +307,34 @@ func (b *Bridge) AddVehicles(vs []Vehicle) {
 	}
 }
 
+// RemoveVehicles removes vehicles Smartcar positively no longer has (or the
+// vehicle filter left out): each one's device from Home Assistant and all its
+// retained topics, whether this run serves it or an earlier one announced it.
+// It never blocks.
+func (b *Bridge) RemoveVehicles(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	b.goneMu.Lock()
+	for _, id := range ids {
+		b.gone[id] = true
+	}
+	b.goneMu.Unlock()
+	b.pendMu.Lock()
+	b.leaving = append(b.leaving, ids...)
+	b.pendMu.Unlock()
+	select {
+	case b.fleetReq <- struct{}{}:
+	default:
+	}
+}
+
+// Apply takes what a vehicle listing changed.
+func (b *Bridge) Apply(u smartcar.Update) {
+	b.AddVehicles(u.Vehicles)
+	b.RemoveVehicles(u.Gone)
+}
+
 // dropDoor is a worker's report that Smartcar has no charge port command for
 // its vehicle: the cover is removed from Home Assistant, once.
 func (b *Bridge) dropDoor(v Vehicle, why string) {
@@ -267,14 +349,17 @@ func (b *Bridge) dropDoor(v Vehicle, why string) {
 // goroutine: the only place the fleet changes. start runs a new worker.
 func (b *Bridge) takeFleet(start func(*worker)) {
 	b.pendMu.Lock()
-	vs := b.pending
-	b.pending = nil
+	vs, leaving := b.pending, b.leaving
+	b.pending, b.leaving = nil, nil
 	b.pendMu.Unlock()
+	for _, id := range leaving {
+		b.remove(id)
+	}
 	for _, v := range vs {
 		f := b.fleet.Load()
 		old, known := f.vehicles[v.ID]
 		lostDoor := known && v.NoDoorCommand != "" && old.NoDoorCommand == ""
-		if known && !lostDoor {
+		if known && !lostDoor || b.isGone(v.ID) {
 			continue
 		}
 		if lostDoor {
@@ -294,7 +379,7 @@ func (b *Bridge) takeFleet(start func(*worker)) {
 		if lostDoor {
 			b.log.WithField("vehicle", v.ID).Warnf("%s: its cover is removed from Home Assistant; the other entities stay", v.NoDoorCommand)
 		} else {
-			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Info("new vehicle connected: announcing it to Home Assistant")
+			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Info("vehicle found on the Smartcar account: announcing it to Home Assistant")
 		}
 		b.client.Publish(c.topic, publishQoS, true, c.payload)
 		if w != nil {
@@ -302,6 +387,37 @@ func (b *Bridge) takeFleet(start func(*worker)) {
 			w.mail.requestRepublish()
 		}
 	}
+}
+
+// remove takes vehicle id out of the fleet, on the announcer's goroutine. Its
+// worker, if it has one, stops and clears the vehicle's retained topics itself
+// (it owns them: a call in flight may still publish); the device goes now.
+func (b *Bridge) remove(id string) {
+	f := b.fleet.Load()
+	v, known := f.vehicles[id]
+	if known {
+		n := &fleet{vehicles: maps.Clone(f.vehicles), configs: maps.Clone(f.configs), workers: maps.Clone(f.workers)}
+		delete(n.vehicles, id)
+		delete(n.configs, id)
+		delete(n.workers, id)
+		b.fleet.Store(n)
+		b.log.WithFields(logrus.Fields{"vehicle": id, "make": v.Make, "model": v.Model}).Warn("Smartcar no longer lists this vehicle for this application (or SMARTCAR_VEHICLE_IDS leaves it out): removing it from Home Assistant")
+	}
+	if !known {
+		b.log.WithField("vehicle", id).Info("Smartcar no longer lists this vehicle, which an earlier run announced: removing it from Home Assistant")
+	}
+	if w := f.workers[id]; w != nil {
+		b.client.Publish(discovery.ConfigTopic(b.opts.DiscoveryPrefix, id), publishQoS, true, []byte{})
+		w.leave()
+		return
+	}
+	b.clearVehicle(id)
+}
+
+func (b *Bridge) isGone(id string) bool {
+	b.goneMu.Lock()
+	defer b.goneMu.Unlock()
+	return b.gone[id]
 }
 
 func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
@@ -334,6 +450,10 @@ func (b *Bridge) clientOptions() (*mqtt.ClientOptions, error) {
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			b.lost.Add(1)
 			b.log.WithError(err).Warn("lost the MQTT connection; reconnecting")
+			if b.takeover.lost(time.Now()) {
+				b.log.WithField("client_id", o.ClientID).Error("another MQTT client keeps taking over this client id: the broker drops each connection soon after the other client connects. " +
+					"Is a second smartcar2mqtt (or another program) using MQTT_CLIENT_ID=" + o.ClientID + " on this broker? Give each its own MQTT_CLIENT_ID")
+			}
 		})
 	if u.Scheme == "ssl" || u.Scheme == "wss" || u.Scheme == "mqtts" || u.Scheme == "tls" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -369,7 +489,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	call, abandon := context.WithCancel(context.WithoutCancel(ctx))
 	defer abandon()
 	var wg sync.WaitGroup
-	start := func(w *worker) { wg.Go(func() { w.run(ctx, call) }) }
+	start := func(w *worker) {
+		stop, leave := context.WithCancel(ctx)
+		w.leave = leave
+		wg.Go(func() {
+			w.run(stop, call)
+			if ctx.Err() == nil {
+				// Stopped while the bridge runs: its vehicle was removed.
+				w.clearRetained()
+			}
+		})
+	}
 	for _, w := range b.fleet.Load().workers {
 		start(w)
 	}
@@ -409,7 +539,7 @@ func (b *Bridge) connect(ctx context.Context) error {
 		if t.Error() == nil {
 			return nil
 		}
-		b.log.WithError(t.Error()).WithField("broker", where).Warnf("cannot connect to the MQTT broker; retrying in %s", backoff)
+		b.log.WithError(t.Error()).WithField("broker", where).Warnf("cannot connect to the MQTT broker%s; retrying in %s", connectAdvice(t.Error()), backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -419,9 +549,21 @@ func (b *Bridge) connect(ctx context.Context) error {
 	}
 }
 
+// connectAdvice says what to check when the broker refused the connection.
+func connectAdvice(err error) string {
+	switch {
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		return ": it refused the login: check MQTT_USERNAME and MQTT_PASSWORD against the broker's accounts"
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		return ": it refused the client id: check MQTT_CLIENT_ID"
+	}
+	return ""
+}
+
 // onConnect runs on every (re)connect, in its own goroutine (paho starts it so).
 func (b *Bridge) onConnect(c mqtt.Client) {
 	b.connects.Add(1)
+	b.takeover.connect(time.Now())
 	b.log.WithField("broker", redactURL(b.opts.MQTT.URL)).Info("connected to the MQTT broker")
 	filters := map[string]byte{
 		b.opts.BaseTopic + "/+/charge_port/set": subscribeQoS,
@@ -517,6 +659,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	switch r.kind {
 	case routeRefresh:
+		log().Debug("refresh asked: reading the car")
 		w.mail.requestRead()
 	case routeCommand:
 		if why := *w.doorWhy.Load(); why != "" {
@@ -528,6 +671,7 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 			log().WithError(err).Warn("bad command ignored")
 			return
 		}
+		log().WithField("action", a).Debug("command received")
 		if !w.mail.putCommand(a) {
 			// Debug: a flood of repeats would otherwise flood the log too.
 			log().WithField("action", a).Debug("same command already in flight: dropped")
@@ -535,19 +679,14 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// clearIfGone notices a vehicle that an earlier run announced and that is no longer
-// on the account or in SMARTCAR_VEHICLE_IDS, and hands it to the announcer to clear.
-// It runs on paho's router goroutine, so it never blocks and never publishes: the
-// set holds each id once however often its config comes back.
+// clearIfGone looks at a config an earlier run retained for a vehicle this run
+// does not serve: one RemoveVehicles named is handed to the announcer to clear;
+// any other is only reported (OnUnknownVehicle), since neither an empty or
+// failed listing nor a start from an old cache proves the car is gone. It runs
+// on paho's router goroutine, so it never blocks and never publishes.
 func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
 	f := b.fleet.Load()
 	if _, known := f.vehicles[vehicleID]; len(config) == 0 || known {
-		return
-	}
-	// An empty listing proves nothing (an account just moved to API v3 before its
-	// cars were connected again, a fresh login): never remove what the user built
-	// in Home Assistant because of one.
-	if len(f.vehicles) == 0 {
 		return
 	}
 	// Only configs this daemon wrote: another instance with another base topic may
@@ -556,27 +695,41 @@ func (b *Bridge) clearIfGone(vehicleID string, config []byte) {
 		return
 	}
 	b.goneMu.Lock()
-	b.gone[vehicleID] = true
+	gone, told := b.gone[vehicleID], b.unknown[vehicleID]
+	if gone {
+		b.clear[vehicleID] = true
+	} else {
+		b.unknown[vehicleID] = true
+	}
 	b.goneMu.Unlock()
-	select {
-	case b.goneReq <- struct{}{}:
-	default: // the announcer has been told already and will take this id too
+	switch {
+	case gone:
+		select {
+		case b.goneReq <- struct{}{}:
+		default: // the announcer has been told already and will take this id too
+		}
+	case !told && b.opts.OnUnknownVehicle != nil:
+		b.opts.OnUnknownVehicle(vehicleID)
 	}
 }
 
-// clearGone removes the vehicles clearIfGone found: each one's device from Home
-// Assistant (an empty retained config) and all its retained topics from the broker.
+// clearGone clears the configs clearIfGone handed over.
 func (b *Bridge) clearGone() {
 	b.goneMu.Lock()
-	ids := b.gone
-	b.gone = map[string]bool{}
+	ids := b.clear
+	b.clear = map[string]bool{}
 	b.goneMu.Unlock()
 	for id := range ids {
-		b.log.WithField("vehicle", id).Info("vehicle no longer bridged (gone from the account or from SMARTCAR_VEHICLE_IDS): removing it from Home Assistant")
-		topics := append([]string{discovery.ConfigTopic(b.opts.DiscoveryPrefix, id)}, discovery.VehicleTopics(b.opts.BaseTopic, id).Retained()...)
-		for _, topic := range topics {
-			b.client.Publish(topic, publishQoS, true, []byte{})
-		}
+		b.clearVehicle(id)
+	}
+}
+
+// clearVehicle removes a vehicle no worker serves: its device from Home
+// Assistant (an empty retained config) and all its retained topics.
+func (b *Bridge) clearVehicle(id string) {
+	topics := append([]string{discovery.ConfigTopic(b.opts.DiscoveryPrefix, id)}, discovery.VehicleTopics(b.opts.BaseTopic, id).Retained()...)
+	for _, topic := range topics {
+		b.client.Publish(topic, publishQoS, true, []byte{})
 	}
 }
 

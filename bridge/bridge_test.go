@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
@@ -42,15 +43,16 @@ type env struct {
 	token   string // v2.0 token endpoint
 	dataDir string
 	kind    string
-	broker  *Broker // embedded case only
+	broker  *broker.Broker // embedded case only
 
 	userURL, user, pass string      // how test clients reach the broker
 	mqtt                MQTTOptions // how the bridge reaches it
 	seed                string
 
-	only       []string      // SMARTCAR_VEHICLE_IDS
-	loginProbe time.Duration // 0: the default
-	stale      chan string   // vehicles the bridge called stale
+	only       []string             // SMARTCAR_VEHICLE_IDS
+	loginProbe time.Duration        // 0: the default
+	stale      chan string          // vehicles the bridge called stale
+	listings   chan smartcar.Update // what the keeper's listings changed
 
 	mosquitto  *itest.Mosquitto   // mosquitto case only: the process, to stop and restart
 	clientOpts []smartcar.Option  // appended to the Smartcar client's (e.g. a short SMARTCAR_TIMEOUT)
@@ -69,7 +71,7 @@ func newEnv(t *testing.T, kind string, sim smartcarsim.Options) *env {
 	t.Helper()
 	sim.ClientID, sim.ClientSecret = simClientID, simClientSecret
 	sim.APIClientID, sim.APIClientSecret, sim.ApplicationID = simAPIClientID, simAPIClientSecret, simApplicationID
-	e := &env{t: t, sim: smartcarsim.New(sim), dataDir: t.TempDir(), kind: kind, stale: make(chan string, 16)}
+	e := &env{t: t, sim: smartcarsim.New(sim), dataDir: t.TempDir(), kind: kind, stale: make(chan string, 16), listings: make(chan smartcar.Update, 16)}
 	srv := httptest.NewServer(e.sim)
 	t.Cleanup(srv.Close)
 	e.srvURL = srv.URL
@@ -89,7 +91,7 @@ func newEnv(t *testing.T, kind string, sim smartcarsim.Options) *env {
 }
 
 func (e *env) startEmbedded() {
-	b, err := StartBroker(BrokerOptions{
+	b, err := broker.Start(broker.Options{
 		Listen: "127.0.0.1:0", Username: haUser, Password: haPass,
 		DataDir: e.dataDir, BaseTopic: base, Log: testLog(e.t),
 	})
@@ -132,9 +134,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 // running is a bridge started by a test.
 type running struct {
 	cancel context.CancelFunc
-	done   chan error
+	done   chan error // Run's and the keeper's
 	bridge *Bridge
 	fleet  smartcar.FleetCache
+	keeper *smartcar.FleetKeeper
 }
 
 // client is the Smartcar client main would build for the env's API generation: v3
@@ -154,14 +157,15 @@ func (e *env) client(ctx context.Context) *smartcar.Client {
 	return smartcar.NewV2Client(e.api, tokens, opts...)
 }
 
-// startBridge wires the bridge the way main does: the Smartcar login and client, the
-// vehicle cache, then Run.
+// startBridge wires the bridge the way main does: the Smartcar login and client,
+// the vehicles known from the cache whatever its age, Run, and the keeper that
+// lists the account in the background.
 func (e *env) startBridge() *running {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	client := e.client(ctx)
-	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json"), MaxAge: time.Hour}
-	vehicles, err := fleet.Vehicles(ctx, client, e.only)
+	fleet := smartcar.FleetCache{Path: filepath.Join(e.dataDir, "vehicles.json")}
+	known, err := fleet.Known(client.Version(), e.only)
 	if err != nil {
 		cancel()
 		e.t.Fatalf("vehicles: %v", err)
@@ -170,13 +174,24 @@ func (e *env) startBridge() *running {
 	if log == nil {
 		log = testLog(e.t)
 	}
-	b, err := New(client, vehicles, Options{
+	var b *Bridge
+	keeper := smartcar.NewFleetKeeper(fleet, client, e.only, smartcar.KeeperOptions{
+		Look: 20 * time.Millisecond, MinRetry: 50 * time.Millisecond, StaleWait: time.Millisecond,
+		Changed: func(u smartcar.Update) {
+			b.Apply(u)
+			select {
+			case e.listings <- u:
+			default:
+			}
+		},
+	})
+	b, err = New(client, known.Vehicles, Options{
 		MQTT: e.mqtt, BaseTopic: base, DiscoveryPrefix: prefix, HAStatusTopic: haStatus,
 		Origin:       discovery.Origin{Name: "smartcar2mqtt", SWVersion: "test", SupportURL: "https://example.invalid/smartcar2mqtt"},
 		PollInterval: 6 * time.Hour,
 		DataDir:      e.dataDir,
 		OnStale: func(id string, _ error) {
-			fleet.Forget()
+			keeper.Stale()
 			e.stale <- id
 		},
 		OnNoDoorCommand: func(id, why string) {
@@ -184,15 +199,18 @@ func (e *env) startBridge() *running {
 				e.t.Errorf("mark %s: %v", id, err)
 			}
 		},
-		Log:        log,
-		loginProbe: e.loginProbe,
+		OnUnknownVehicle: keeper.Suspect,
+		Log:              log,
+		loginProbe:       e.loginProbe,
 	})
 	if err != nil {
 		cancel()
 		e.t.Fatalf("new bridge: %v", err)
 	}
-	r := &running{cancel: cancel, done: make(chan error, 1), bridge: b, fleet: fleet}
+	b.RemoveVehicles(known.Deselected)
+	r := &running{cancel: cancel, done: make(chan error, 2), bridge: b, fleet: fleet, keeper: keeper}
 	go func() { r.done <- b.Run(ctx) }()
+	go func() { r.done <- keeper.Run(ctx, known) }()
 	e.t.Cleanup(func() { r.stop(e.t) })
 	return r
 }
@@ -205,13 +223,17 @@ func (r *running) stop(t *testing.T) {
 	}
 	r.cancel()
 	r.cancel = nil
-	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("bridge Run: %v", err)
+	deadline := time.After(10 * time.Second)
+	for range 2 {
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("bridge Run or keeper: %v", err)
+			}
+		case <-deadline:
+			t.Error("bridge did not stop within 10 s")
+			return
 		}
-	case <-time.After(10 * time.Second):
-		t.Error("bridge did not stop within 10 s")
 	}
 }
 
@@ -312,7 +334,7 @@ func TestOpenAndCloseCallSmartcarOnce(t *testing.T) {
 			t.Error("the simulated door did not open")
 		}
 		attrs := user.waitAttributes(open, teslaTopics.Attributes, func(a map[string]any) bool { return a["last_command"] == "OPEN" })
-		if attrs["result"] != "success" || attrs["source"] != "command" || attrs["error"] != nil {
+		if attrs["last_command_result"] != "success" || attrs["error"] != nil {
 			t.Errorf("attributes after OPEN = %v", attrs)
 		}
 
@@ -351,7 +373,7 @@ func TestAsleepRevertsStateWithErrorInAttributes(t *testing.T) {
 		user.publish(teslaTopics.Command, false, "OPEN")
 		opening := user.waitPayload(n, teslaTopics.State, "opening")
 		user.waitPayload(opening, teslaTopics.State, "closed")
-		attrs := user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return a["result"] == "error" })
+		attrs := user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return a["last_command_result"] == "error" })
 		errInfo, _ := attrs["error"].(map[string]any)
 		if errInfo["code"] != "ASLEEP" || errInfo["type"] != "VEHICLE_STATE" {
 			t.Errorf("attributes error = %v, want VEHICLE_STATE/ASLEEP", errInfo)

@@ -3,6 +3,9 @@ package bridge
 import (
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
@@ -140,4 +143,55 @@ func TestValidCommandParsesWithoutGarbage(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%.0f allocations per valid command, want 0", allocs)
 	}
+}
+
+// A command's end is logged with what a person needs: the action, the result and
+// how long it took, and for a failure TYPE:CODE and the sentence Home Assistant
+// shows, not Go's error text. Each planned poll is logged at debug with its reason.
+func TestCommandEndAndNextPollAreLogged(t *testing.T) {
+	e, f := newFlakyEnv(t, 5*time.Second)
+	logs := newFieldLog(t)
+	e.log = logs.logger
+	run := e.startBridge()
+	user := e.recorder(base + "/#")
+	n := ready(user, "closed")
+	scheduled := func(why string) {
+		t.Helper()
+		entry := logs.waitFor(t, "the next poll planned "+why, func(l fieldEntry) bool {
+			return l.Level == logrus.DebugLevel && l.Message == "next poll scheduled" && l.Fields["why"] == why
+		})
+		if entry.Fields["vehicle"] != tesla || entry.Fields["at"] == "" || entry.Fields["in"] == "" {
+			t.Errorf("the poll planned %s is logged as %v", why, entry.Fields)
+		}
+	}
+	scheduled("after a read")
+
+	user.publish(teslaTopics.Command, false, "OPEN")
+	n = user.waitPayload(n, teslaTopics.State, "open")
+	done := logs.waitFor(t, "the OPEN's end", func(l fieldEntry) bool { return l.Message == "charge port command finished" })
+	if done.Level != logrus.InfoLevel || done.Fields["action"] != "OPEN" || done.Fields["result"] != "success" || done.Fields["duration"] == "" {
+		t.Errorf("the OPEN's end is logged as %s %q %v", done.Level, done.Message, done.Fields)
+	}
+	scheduled("after a command")
+
+	f.down()
+	user.publish(teslaTopics.Command, false, "CLOSE")
+	user.waitPayload(n, teslaTopics.State, "closing")
+	failed := logs.waitFor(t, "the CLOSE's failure", func(l fieldEntry) bool { return l.Message == "charge port command failed" })
+	if failed.Level != logrus.WarnLevel || failed.Fields["action"] != "CLOSE" || failed.Fields["result"] != "error" ||
+		failed.Fields["error"] != "NETWORK:CONNECTION_REFUSED" || failed.Fields["duration"] == "" {
+		t.Errorf("the CLOSE's failure is logged as %s %q %v", failed.Level, failed.Message, failed.Fields)
+	}
+	for k, v := range failed.Fields {
+		if strings.Contains(v, "dial tcp") || strings.Contains(v, "://") {
+			t.Errorf("the warning's %s shows Go's error text: %q", k, v)
+		}
+	}
+	user.publish(teslaTopics.Refresh, false, "")
+	scheduled("after a failure")
+
+	f.up()
+	run.stop(t)
+	e.startBridge()
+	scheduled("after a restart")
 }

@@ -1,11 +1,16 @@
 package bridge
 
 import (
+	"net"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 func TestCompanionEntitiesFollowTheCar(t *testing.T) {
@@ -57,4 +62,27 @@ func TestCompanionEntitiesFollowTheCar(t *testing.T) {
 		m, ok := findTopic(ms, teslaTopics.LastErrorAttributes)
 		return ok && strings.Contains(m.Payload, `"request_id":"`)
 	})
+}
+
+// The last-error sensor reads TYPE:CODE for every failure, Smartcar's or the
+// network's, with the sentence and the time as attributes; "none" once a call
+// has worked.
+func TestLastErrorPayloads(t *testing.T) {
+	at := time.Date(2025, 6, 1, 20, 42, 7, 0, time.FixedZone("CEST", 2*3600))
+	for _, c := range []struct {
+		failure     *errorInfo
+		state, json string
+	}{
+		{nil, "none", `{"description":"","request_id":"","at":"2025-06-01T18:42:07Z"}`},
+		{newErrorInfo(smartcar.Failure{Type: "VEHICLE_STATE", Code: "ASLEEP", Description: "The vehicle is asleep.", RequestID: "r1", StatusCode: 409}, at),
+			"VEHICLE_STATE:ASLEEP", `{"description":"The vehicle is asleep.","request_id":"r1","at":"2025-06-01T18:42:07Z"}`},
+		{newErrorInfo(smartcar.Describe(&url.Error{Op: "Post", URL: "http://127.0.0.1:1/v3",
+			Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}, time.Second), at),
+			"NETWORK:CONNECTION_REFUSED", `{"description":"the connection to Smartcar was refused: nothing answers at its address, or a firewall turns the connection away","request_id":"","at":"2025-06-01T18:42:07Z"}`},
+	} {
+		state, attrs := lastErrorPayloads(c.failure, at)
+		if state != c.state || string(attrs) != c.json {
+			t.Errorf("lastErrorPayloads(%+v) = %q %s\nwant %q %s", c.failure, state, attrs, c.state, c.json)
+		}
+	}
 }

@@ -59,8 +59,9 @@ func TestWarmRestartSpendsNoCall(t *testing.T) {
 	user.waitPayload(m, teslaTopics.State, "open")
 	user.waitPayload(m, secondTopics.State, "closed")
 	// ...and a refresh is then the first call it makes: nothing was spent on the way.
+	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(m, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" })
+	user.waitAttributes(m, teslaTopics.Attributes, readSince(pressed))
 	after := e.sim.Requests()[cold:]
 	if len(after) != 1 || !strings.HasSuffix(after[0].Path, "/tesla/charge") {
 		t.Fatalf("warm restart made calls beyond the one refresh: %+v", after)
@@ -88,7 +89,7 @@ func TestRefusedLoginTakesVehiclesOfflineAndRecovers(t *testing.T) {
 	// While offline, the probes cost nothing: the dead token is not offered again.
 	m := user.count()
 	user.publish(secondTopics.Refresh, false, "")
-	user.waitAttributes(m, secondTopics.Attributes, func(a map[string]any) bool { return a["result"] == "error" })
+	user.waitAttributes(m, secondTopics.Attributes, func(a map[string]any) bool { return a["error"] != nil })
 	if _, tok := apiCalls(e.sim.Requests()); tok != refusedTokenCalls {
 		t.Errorf("the dead refresh token was offered again: %d token calls, then %d", refusedTokenCalls, tok)
 	}

@@ -82,8 +82,9 @@ func TestBrokerRestartReconnectsWithoutRepeatingCommands(t *testing.T) {
 
 	// A refresh is taken after any command queued before it, so once its read is
 	// published, a replay of the OPEN would have shown as a second door call.
+	pressed := time.Now()
 	after.publish(teslaTopics.Refresh, false, "")
-	after.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	after.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	if calls := e.doorCalls(); len(calls) != 1 {
 		t.Fatalf("the OPEN received before the outage made %d door calls, want 1", len(calls))
 	}
@@ -221,7 +222,7 @@ func errorOf(a map[string]any) map[string]any {
 }
 
 func hasErrorType(typ string) func(map[string]any) bool {
-	return func(a map[string]any) bool { return a["result"] == "error" && errorOf(a)["type"] == typ }
+	return func(a map[string]any) bool { return errorOf(a)["type"] == typ }
 }
 
 func chargeReads(e *env) int {
@@ -243,18 +244,18 @@ func TestSmartcarDownThenBack(t *testing.T) {
 	f.down()
 	user.publish(teslaTopics.Refresh, false, "")
 	attrs := user.waitAttributes(n, teslaTopics.Attributes, hasErrorType("NETWORK"))
-	if attrs["source"] != "poll" || !strings.Contains(fmt.Sprint(errorOf(attrs)["description"]), "refused") {
+	if errorOf(attrs)["code"] != "CONNECTION_REFUSED" || !strings.Contains(fmt.Sprint(errorOf(attrs)["description"]), "refused") {
 		t.Errorf("a refresh with Smartcar down: attributes %v, want a NETWORK error saying the connection was refused", attrs)
 	}
 	n = user.count()
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
 	attrs = user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("NETWORK"))
-	if attrs["last_command"] != "OPEN" || attrs["source"] != "command" {
+	if attrs["last_command"] != "OPEN" || attrs["last_command_result"] != "error" {
 		t.Errorf("an OPEN with Smartcar down: attributes %v", attrs)
 	}
 	user.waitPayload(opening, teslaTopics.State, "closed") // back to what it was
-	user.waitPayload(0, teslaTopics.LastError, "NETWORK")
+	user.waitPayload(0, teslaTopics.LastError, "NETWORK:CONNECTION_REFUSED")
 
 	f.up()
 	waitRead(user, user, teslaTopics)
@@ -281,12 +282,12 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
 	attrs := user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("TIMEOUT"))
-	if attrs["last_command"] != "OPEN" || attrs["source"] != "command" {
+	if attrs["last_command"] != "OPEN" || attrs["last_command_result"] != "unknown" || errorOf(attrs)["code"] != "OUTCOME_UNKNOWN" {
 		t.Errorf("a timed-out OPEN: attributes %v", attrs)
 	}
 	// The car may have acted: the bridge reads instead of re-sending; the read times
 	// out too while Smartcar is slow.
-	user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && hasErrorType("TIMEOUT")(a) })
+	user.waitAttributes(opening, teslaTopics.Attributes, func(a map[string]any) bool { return hasErrorType("TIMEOUT")(a) && errorOf(a)["code"] == "REQUEST" })
 	if got := f.doors.Load(); got != 1 {
 		t.Fatalf("a timed-out command was sent %d times, want 1", got)
 	}
@@ -294,8 +295,9 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 
 	f.delay.Store(0)
 	n = user.count()
+	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
 	if got := f.doors.Load(); got != 2 {
@@ -346,8 +348,9 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 
 	e.sim.ClearFaults()
 	n = user.count()
+	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	user.waitPayload(n, teslaTopics.LastError, "none")
 	user.publish(teslaTopics.Command, false, "OPEN")
 	user.waitPayload(n, teslaTopics.State, "open")
@@ -542,8 +545,9 @@ func TestUnwritableDataDir(t *testing.T) {
 	t.Logf("logged: %s: %s", failed.Message, failed.Error)
 
 	// Still serving: a read and a command work, each one call.
+	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	user.publish(teslaTopics.Command, false, "CLOSE")
 	user.waitPayload(n, teslaTopics.State, "closed")
 	if calls := e.doorCalls(); len(calls) != 2 {
@@ -592,7 +596,7 @@ func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
 	for i := range 2 {
 		user.publish(teslaTopics.Refresh, false, "")
 		attrs := user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool {
-			return a["result"] == "error" && strings.Contains(fmt.Sprint(errorOf(a)["description"]), "persist refreshed token")
+			return hasErrorType("LOCAL")(a) && errorOf(a)["code"] == "DATA_DIR"
 		})
 		if i == 0 {
 			t.Logf("error shown while the new pair cannot be saved: %v", errorOf(attrs))
@@ -608,17 +612,20 @@ func TestUnwritableDataDirKeepsTheRotatedLogin(t *testing.T) {
 	undo()
 	restored = true
 	n = user.count()
+	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	run.stop(t)
 	checkDataFiles(t, e.dataDir, moved)
 
 	// The pair on disk is the live one: a restart from the store alone works.
 	e.seed = ""
-	e.startBridge()
 	n = user.count()
+	e.startBridge()
+	n = user.waitPayload(n, discovery.StatusTopic(base), discovery.PayloadOnline) // subscribed: the press is heard
+	pressed = time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
-	user.waitAttributes(n, teslaTopics.Attributes, func(a map[string]any) bool { return a["source"] == "poll" && a["result"] == "success" })
+	user.waitAttributes(n, teslaTopics.Attributes, readSince(pressed))
 	for _, r := range e.sim.Requests() {
 		if r.Path == "/oauth/token" && r.Status != http.StatusOK {
 			t.Errorf("the token endpoint refused a refresh (%d): a rotated pair was lost", r.Status)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,32 +99,108 @@ func TestNewTakesOnlyWhatDiscoveryTakes(t *testing.T) {
 	}
 }
 
-// A retained config of an earlier run is removed only when the account lists other
-// cars but not this one: an empty listing (an account moved to API v3 before its cars
-// were connected again) proves nothing, and the user's devices stay.
-func TestEmptyListingRemovesNothing(t *testing.T) {
-	opts := Options{
-		MQTT: MQTTOptions{URL: "tcp://127.0.0.1:1883", ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix,
-		HAStatusTopic: haStatus, Origin: discovery.Origin{Name: "smartcar2mqtt"}, Log: testLog(t),
-	}
+// A retained config of an earlier run is removed only for a vehicle
+// RemoveVehicles named (Smartcar positively lacks it): never because the fleet
+// is empty or lacks it (an old cache, an account moved to API v3 before its
+// cars were connected again); such a vehicle is only reported, once.
+func TestOnlyRemovedVehiclesAreCleared(t *testing.T) {
 	ours := []byte(`{"avty":[{"t":"` + discovery.StatusTopic(base) + `"}]}`)
+	other := []Vehicle{{Vehicle: smartcar.Vehicle{ID: "other", Make: "TESLA"}, Permissions: []string{"read_charge"}}}
 	for _, tt := range []struct {
 		name     string
 		vehicles []Vehicle
-		removed  bool
+		removed  []string
+		clear    bool
 	}{
-		{"empty listing", nil, false},
-		{"another car listed", []Vehicle{{Vehicle: smartcar.Vehicle{ID: "other", Make: "TESLA"}, Permissions: []string{"read_charge"}}}, true},
+		{"empty fleet", nil, nil, false},
+		{"another car served", other, nil, false},
+		{"removed", other, []string{tesla}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := New(nil, tt.vehicles, opts)
+			var told []string
+			b, err := New(nil, tt.vehicles, Options{
+				MQTT: MQTTOptions{URL: "tcp://127.0.0.1:1883", ClientID: "x"}, BaseTopic: base, DiscoveryPrefix: prefix,
+				HAStatusTopic: haStatus, Origin: discovery.Origin{Name: "smartcar2mqtt"}, Log: testLog(t),
+				OnUnknownVehicle: func(id string) { told = append(told, id) },
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
+			b.RemoveVehicles(tt.removed)
 			b.clearIfGone(tesla, ours)
-			if b.gone[tesla] != tt.removed {
-				t.Errorf("marked for removal: %v, want %v", b.gone[tesla], tt.removed)
+			b.clearIfGone(tesla, ours) // the config again, after a reconnect
+			if b.clear[tesla] != tt.clear {
+				t.Errorf("to clear: %v, want %v", b.clear[tesla], tt.clear)
+			}
+			if want := !tt.clear; (len(told) == 1) != want || len(told) > 1 {
+				t.Errorf("reported unknown %v; want it once unless removed", told)
 			}
 		})
 	}
+}
+
+// nextListing waits for the keeper's next listing.
+func (e *env) nextListing(t *testing.T) smartcar.Update {
+	t.Helper()
+	select {
+	case u := <-e.listings:
+		return u
+	case <-time.After(10 * time.Second):
+		t.Fatal("no vehicle listing within 10 s")
+		return smartcar.Update{}
+	}
+}
+
+// A car that leaves the account stays in Home Assistant after one listing
+// without it (a glitch at Smartcar must not cost the user their device, names
+// and areas) and is removed, with all its retained topics, after the second.
+func TestVehicleGoneFromTheAccountIsRemovedAfterTwoListings(t *testing.T) {
+	forEachBrokerV3(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
+		r := e.startBridge()
+		ha := e.recorder(prefix+"/#", base+"/#")
+		if u := e.nextListing(t); len(u.Vehicles) != 3 {
+			t.Fatalf("first listing: %+v", u)
+		}
+		ford := discovery.ConfigTopic(prefix, smartcarsim.OtherID)
+		latestConfig(ha, smartcarsim.OtherID, "the Ford's discovery", func(p string) bool { return p != "" })
+
+		e.sim.RemoveVehicle(smartcarsim.OtherID)
+		r.keeper.Stale()
+		if u := e.nextListing(t); len(u.Gone) != 0 {
+			t.Fatalf("one listing without the Ford removed %v", u.Gone)
+		}
+		n := ha.count()
+		ha.publish(haStatus, false, "online") // HA's birth: every config again
+		ha.waitFor("the Ford announced again after one listing without it", func(ms []message) bool {
+			for _, m := range ms[n:] {
+				if m.Topic == ford && m.Payload != "" {
+					return true
+				}
+			}
+			return false
+		})
+		for _, m := range mustMessages(ha) {
+			if m.Topic == ford && m.Payload == "" {
+				t.Fatal("the Ford's device was removed after one listing without it")
+			}
+		}
+
+		r.keeper.Stale()
+		if u := e.nextListing(t); !slices.Equal(u.Gone, []string{smartcarsim.OtherID}) {
+			t.Fatalf("second listing without the Ford: gone %v", u.Gone)
+		}
+		for _, topic := range append([]string{ford}, discovery.VehicleTopics(base, smartcarsim.OtherID).Retained()...) {
+			ha.waitPayload(0, topic, "")
+		}
+		late := e.recorder(prefix+"/#", base+"/#")
+		msgs := late.waitFor("the Tesla's config", func(ms []message) bool {
+			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
+			return ok
+		})
+		for _, m := range msgs {
+			if strings.Contains(m.Topic, smartcarsim.OtherID) {
+				t.Errorf("%s of the removed Ford is still retained", m.Topic)
+			}
+		}
+	})
 }

@@ -52,7 +52,11 @@ func (l *loginWatch) lost(err error) {
 		return
 	}
 	l.down = true
-	l.log.WithError(err).Error(smartcar.LoginAdvice(err) + ". Every vehicle is offline until then")
+	if errors.Is(err, smartcar.ErrNoToken) {
+		l.log.Warn("no Smartcar login yet: run `smartcar2mqtt auth` to connect the car; the daemon picks the login up by itself. Every vehicle is offline until then")
+	} else {
+		l.log.WithError(err).Error(smartcar.LoginAdvice(err) + ". Every vehicle is offline until then")
+	}
 	l.askAll()
 }
 

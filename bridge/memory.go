@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -77,7 +78,89 @@ func (m *memory) load(log logrus.FieldLogger) (savedState, bool) {
 		log.WithError(err).Warn("ignoring an unreadable saved door state")
 		return savedState{}, false
 	}
+	if s.Attributes.LastReadAt.IsZero() {
+		s.Attributes.LastReadAt = s.ReadAt // a file from before last_read_at
+	}
 	return s, true
+}
+
+// UnmarshalJSON reads the attributes as kept in DATA_DIR, by this version or
+// by one before the last_command fields. Those kept one result and one time for
+// whichever call came last (source command or poll): only a command's is the
+// command's, so after a poll the command's result and time are left unknown
+// rather than guessed.
+func (a *attributes) UnmarshalJSON(data []byte) error {
+	var w struct {
+		LastCommand       string     `json:"last_command"`
+		LastCommandResult string     `json:"last_command_result"`
+		LastCommandAt     time.Time  `json:"last_command_at"`
+		LastReadAt        time.Time  `json:"last_read_at"`
+		Error             *errorWire `json:"error"`
+
+		// Before the last_command fields.
+		Result    string    `json:"result"`     // success or error
+		UpdatedAt time.Time `json:"updated_at"` // of the call that was last
+		Source    string    `json:"source"`     // command or poll
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*a = attributes{LastCommand: w.LastCommand, LastCommandResult: w.LastCommandResult,
+		LastCommandAt: w.LastCommandAt, LastReadAt: w.LastReadAt}
+	if w.Error != nil {
+		a.Error = w.Error.info()
+	}
+	if w.Result == "" || w.LastCommandResult != "" {
+		return nil
+	}
+	if w.Source == "command" {
+		a.LastCommandResult, a.LastCommandAt = w.Result, w.UpdatedAt
+	}
+	if w.Result != resultError {
+		a.Error = nil
+		return nil
+	}
+	if a.Error == nil { // cannot be written, but a hand-edited file can say anything
+		a.Error = &errorInfo{}
+	}
+	if a.Error.At.IsZero() {
+		a.Error.At = w.UpdatedAt
+	}
+	legacyError(a.Error)
+	return nil
+}
+
+// errorWire reads an error object as written by this version or an older one.
+type errorWire struct {
+	Type        string    `json:"type"`
+	Code        string    `json:"code"`
+	Description string    `json:"description"`
+	RequestID   string    `json:"request_id"`
+	Resolution  string    `json:"resolution"`
+	StatusCode  int       `json:"status_code"`
+	At          time.Time `json:"at"`
+}
+
+func (e errorWire) info() *errorInfo {
+	return &errorInfo{Type: e.Type, Code: e.Code, Description: e.Description, RequestID: e.RequestID,
+		Resolution: e.Resolution, StatusCode: e.StatusCode, At: e.At}
+}
+
+// legacyError brings an error kept by an older version to today's rules: always
+// TYPE:CODE, and a sentence rather than Go's error text, which that version kept
+// for failures without an answer from Smartcar (the details are gone).
+func legacyError(e *errorInfo) {
+	switch {
+	case e.Type == smartcar.TypeNetwork && e.Code == "":
+		e.Code, e.Description = "FAILED", "the connection to Smartcar failed (kept by an earlier version of smartcar2mqtt, without details)"
+	case e.Type == smartcar.TypeTimeout && e.Code == "":
+		e.Code, e.Description = "REQUEST", "Smartcar did not answer in time (kept by an earlier version of smartcar2mqtt)"
+	case e.Type == "":
+		// A proxy's answer without Smartcar's body.
+		e.Type, e.Code = smartcar.TypeHTTP, strconv.Itoa(e.StatusCode)
+	case e.Code == "":
+		e.Code = smartcar.CodeUnspecified
+	}
 }
 
 func (m *memory) save(log logrus.FieldLogger, s savedState) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 
@@ -29,7 +30,7 @@ import (
 func TestEmbeddedBrokerTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	b, err := StartBroker(BrokerOptions{
+	b, err := broker.Start(broker.Options{
 		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
 		Username: haUser, Password: haPass, DataDir: dir, BaseTopic: base, Log: testLog(t),
 	})
@@ -66,7 +67,7 @@ func TestEmbeddedBrokerBadTLSFilesStopStartup(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "cert.pem")
 	os.WriteFile(bad, []byte("not a certificate"), 0o600)
-	_, err := StartBroker(BrokerOptions{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: bad, TLSKey: bad,
+	_, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: bad, TLSKey: bad,
 		AllowAnonymous: true, DataDir: dir, BaseTopic: base, Log: testLog(t)})
 	if err == nil {
 		t.Fatal("a broken certificate was accepted")

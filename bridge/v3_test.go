@@ -165,7 +165,7 @@ func TestV3OpenAndCloseWithSlowAnswers(t *testing.T) {
 				opening := user.waitPayload(n, teslaTopics.State, "opening")
 				open := user.waitPayload(opening, teslaTopics.State, "open")
 				attrs := user.waitAttributes(open, teslaTopics.Attributes, func(a map[string]any) bool { return a["last_command"] == "OPEN" })
-				if attrs["result"] != "success" || attrs["error"] != nil {
+				if attrs["last_command_result"] != "success" || attrs["error"] != nil {
 					t.Errorf("attributes after OPEN = %v", attrs)
 				}
 				user.publish(teslaTopics.Command, false, "CLOSE")
@@ -280,7 +280,6 @@ func TestV3NewCarWithoutRestart(t *testing.T) {
 		r := e.startBridge()
 		ha := e.recorder(prefix+"/#", base+"/#")
 		ready(ha, "closed")
-		go r.fleet.Watch(t.Context(), smartcar.V3, nil, 20*time.Millisecond, r.bridge.AddVehicles)
 
 		const newCar = "0f1e2d3c-4b5a-4968-8776-655443322110"
 		e.sim.Grant(smartcarsim.Vehicle{ID: newCar, UserID: "user-c", Make: "TESLA", Model: "Model S", Year: 2025},
@@ -352,9 +351,9 @@ func platforms(t *testing.T, payload string) []string {
 // readSince matches the attributes of a successful read made after t.
 func readSince(t time.Time) func(map[string]any) bool {
 	return func(a map[string]any) bool {
-		stamp, _ := a["updated_at"].(string) // null before any call
+		stamp, _ := a["last_read_at"].(string) // null before the first read; changed by a read that worked only
 		at, err := time.Parse(time.RFC3339Nano, stamp)
-		return err == nil && a["source"] == "poll" && a["result"] == "success" && !at.Before(t)
+		return err == nil && !at.Before(t)
 	}
 }
 

@@ -59,6 +59,9 @@ type worker struct {
 	// doorWhy is why commands are refused ("" while the cover is offered); read
 	// by paho's handler, set by the worker when Smartcar says it has no command.
 	doorWhy atomic.Pointer[string]
+	// leave stops run: the vehicle was removed. Set by Bridge.Run when it
+	// starts the worker.
+	leave   context.CancelFunc
 	poll    time.Duration
 	probe   time.Duration // loginProbeInterval
 	stagger time.Duration // added once to the first poll after a cold start
@@ -76,33 +79,105 @@ type worker struct {
 	gauges    vehicleGauges
 }
 
-// attributes is the cover's json_attributes payload.
+// The last command's result, as last_command_result says it.
+const (
+	resultSuccess = "success"
+	resultError   = "error"
+	resultUnknown = "unknown" // it may or may not have reached the car
+)
+
+// attributes is the cover's json_attributes payload. The last_command fields
+// describe the last door command and only a command changes them, so a read
+// never makes a failed command look successful; LastReadAt is the last
+// successful read; Error is the last call's failure, nil once a call works.
 type attributes struct {
-	LastCommand string     `json:"last_command,omitempty"`
-	Result      string     `json:"result,omitempty"` // success or error
-	Error       *errorInfo `json:"error"`
-	UpdatedAt   *time.Time `json:"updated_at"`
-	Source      string     `json:"source,omitempty"` // command or poll
+	LastCommand       string    // OPEN or CLOSE; "" before the first command
+	LastCommandResult string    // resultSuccess, resultError or resultUnknown
+	LastCommandAt     time.Time // when the last command ended
+	LastReadAt        time.Time
+	Error             *errorInfo
 }
 
+// attributesJSON is attributes as published and kept in DATA_DIR: every key
+// is always there, null until it is known, so a template never trips over a
+// missing one.
+type attributesJSON struct {
+	LastCommand       *string    `json:"last_command"`
+	LastCommandResult *string    `json:"last_command_result"`
+	LastCommandAt     *time.Time `json:"last_command_at"`
+	LastReadAt        *time.Time `json:"last_read_at"`
+	Error             *errorInfo `json:"error"`
+}
+
+func (a attributes) MarshalJSON() ([]byte, error) {
+	return json.Marshal(attributesJSON{
+		LastCommand: nullable(a.LastCommand), LastCommandResult: nullable(a.LastCommandResult),
+		LastCommandAt: utc(a.LastCommandAt), LastReadAt: utc(a.LastReadAt), Error: a.Error,
+	})
+}
+
+// errorInfo is a failure as Home Assistant shows it: smartcar.Failure's words
+// and when it happened.
 type errorInfo struct {
-	Type        string `json:"type"`
-	Code        string `json:"code,omitempty"`
-	Description string `json:"description,omitempty"`
-	RequestID   string `json:"request_id,omitempty"`
-	Resolution  string `json:"resolution,omitempty"`
-	StatusCode  int    `json:"status_code,omitempty"`
+	Type        string
+	Code        string
+	Description string
+	RequestID   string
+	Resolution  string
+	StatusCode  int
+	At          time.Time
 }
 
-func newErrorInfo(err error) *errorInfo {
-	var se *smartcar.Error
-	if errors.As(err, &se) {
-		return &errorInfo{Type: se.Type, Code: se.Code, Description: se.Description, RequestID: se.RequestID, Resolution: se.Resolution, StatusCode: se.StatusCode}
+// errorJSON is errorInfo on the wire: what is not known is null.
+type errorJSON struct {
+	Type        string     `json:"type"`
+	Code        string     `json:"code"`
+	Description string     `json:"description"`
+	RequestID   *string    `json:"request_id"`
+	Resolution  *string    `json:"resolution"`
+	StatusCode  *int       `json:"status_code"` // null: Smartcar did not answer
+	At          *time.Time `json:"at"`
+}
+
+func (e errorInfo) MarshalJSON() ([]byte, error) {
+	j := errorJSON{Type: e.Type, Code: e.Code, Description: e.Description,
+		RequestID: nullable(e.RequestID), Resolution: nullable(e.Resolution), At: utc(e.At)}
+	if e.StatusCode != 0 {
+		j.StatusCode = &e.StatusCode
 	}
-	if smartcar.TransportOutcome(err) == smartcar.OutcomeTimeout {
-		return &errorInfo{Type: "TIMEOUT", Description: err.Error()}
+	return json.Marshal(j)
+}
+
+func newErrorInfo(f smartcar.Failure, at time.Time) *errorInfo {
+	return &errorInfo{Type: f.Type, Code: f.Code, Description: f.Description, RequestID: f.RequestID,
+		Resolution: f.Resolution, StatusCode: f.StatusCode, At: at}
+}
+
+// nullable is s, or null for "".
+func nullable(s string) *string {
+	if s == "" {
+		return nil
 	}
-	return &errorInfo{Type: "NETWORK", Description: err.Error()}
+	return &s
+}
+
+// utc is t in UTC, the zone Home Assistant expects, or null for the zero time.
+func utc(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+// failureFields puts a failure in a log line in the words Home Assistant shows:
+// TYPE:CODE and the sentence. The error itself goes to a debug line.
+func failureFields(f smartcar.Failure) logrus.Fields {
+	fields := logrus.Fields{logrus.ErrorKey: f.Type + ":" + f.Code, "description": f.Description}
+	if f.RequestID != "" {
+		fields["request_id"] = f.RequestID
+	}
+	return fields
 }
 
 // run serves the mailbox and the poll schedule until stop is cancelled. Smartcar
@@ -161,15 +236,19 @@ func (w *worker) restore() {
 		w.due = time.Now() // cold start: one read for the initial state
 		return
 	}
-	w.scheduleAfter(w.known)
+	w.scheduleAfter(w.known, "after a restart")
 }
 
 // scheduleAfter plans the next poll one interval after the state was learned.
-func (w *worker) scheduleAfter(learned time.Time) {
+// why ("after a read", "after a failure", …) is for the debug line that says
+// when, which is how a user learns why the car was or was not read.
+func (w *worker) scheduleAfter(learned time.Time, why string) {
 	w.due = time.Time{}
 	if w.poll > 0 && w.vehicle.CanReadCharge() && !w.retired {
 		w.due = learned.Add(w.poll + w.stagger)
 		w.stagger = 0
+		w.log.WithFields(logrus.Fields{"at": w.due.Format(time.RFC3339), "in": time.Until(w.due).Round(time.Second), "why": why}).
+			Debug("next poll scheduled")
 	}
 }
 
@@ -188,22 +267,42 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 		target, transit = stateClosed, stateClosing
 	}
 	w.setState(transit)
-	w.log.WithField("action", a).Info("sending charge port command to Smartcar")
+	log := w.log.WithField("action", a)
+	log.Info("sending charge port command to Smartcar")
+	start := time.Now()
 	err := w.car.ChargePortDoor(ctx, w.vehicle.Vehicle, a)
 	now := time.Now()
-	w.attrs = attributes{LastCommand: string(a), Source: "command", UpdatedAt: &now}
+	log = log.WithField("duration", now.Sub(start).Round(time.Millisecond))
+	w.attrs.LastCommand, w.attrs.LastCommandAt = string(a), now
 	if err == nil {
-		w.attrs.Result = "success"
+		w.attrs.LastCommandResult, w.attrs.Error = resultSuccess, nil
+		log.WithField("result", resultSuccess).Info("charge port command finished")
 		w.state = target
-		w.learned(now) // kept in DATA_DIR before it is announced
+		w.learned(now, "after a command") // kept in DATA_DIR before it is announced
 		w.setState(target)
 		w.publishAttributes()
 		w.publishLastError()
 		w.healthy()
 		return
 	}
-	w.attrs.Result, w.attrs.Error = "error", newErrorInfo(err)
-	w.log.WithError(err).WithField("action", a).Warn("charge port command failed")
+	// A command that may have reached the car is learned with a read rather than
+	// guessed, and never by sending it again.
+	f := smartcar.DescribeCommand(err, now.Sub(start))
+	result, readBack := resultError, false
+	if f.Code == smartcar.CodeOutcomeUnknown {
+		result, readBack = resultUnknown, w.vehicle.CanReadCharge()
+		if readBack {
+			f.Description += "; reading its state instead"
+		}
+	}
+	w.attrs.LastCommandResult, w.attrs.Error = result, newErrorInfo(f, now)
+	log = log.WithFields(failureFields(f)).WithField("result", result)
+	if result == resultUnknown {
+		log.Warn("charge port command ended without a result")
+	} else {
+		log.Warn("charge port command failed")
+	}
+	w.log.WithError(err).WithField("action", a).Debug("charge port command failed: the error as the Smartcar client returned it")
 	w.setState(before)
 	w.publishAttributes()
 	w.publishLastError()
@@ -215,9 +314,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 		return
 	}
 	w.failed(err)
-	// A command that timed out may still have reached the car: learn the truth with a
-	// read rather than guessing, and never by sending it again.
-	if w.vehicle.CanReadCharge() && smartcar.OutcomeUnknown(err) {
+	if readBack {
 		w.mail.requestRead()
 	}
 }
@@ -226,21 +323,24 @@ func (w *worker) read(ctx context.Context) {
 	if w.retired {
 		return // reading an API that is switched off only costs calls
 	}
+	start := time.Now()
 	charge, err := w.car.Read(ctx, w.vehicle.Vehicle)
 	now := time.Now()
 	if err != nil {
-		w.log.WithError(err).Warn("reading the charge port state failed")
-		w.attrs.Result, w.attrs.Error, w.attrs.Source, w.attrs.UpdatedAt = "error", newErrorInfo(err), "poll", &now
+		f := smartcar.Describe(err, now.Sub(start))
+		w.log.WithFields(failureFields(f)).Warn("reading the charge port state failed")
+		w.log.WithError(err).Debug("reading the charge port state failed: the error as the Smartcar client returned it")
+		w.attrs.Error = newErrorInfo(f, now) // the last command's fields stay: they are the command's
 		w.publishAttributes()
 		w.publishLastError() // the last read is still the last successful one
 		w.remember()
 		// Keep the cadence after a failure: retrying sooner spends quota on a car
 		// that is asleep or unreachable.
-		w.scheduleAfter(now)
+		w.scheduleAfter(now, "after a failure")
 		w.failed(err)
 		return
 	}
-	w.attrs = attributes{LastCommand: w.attrs.LastCommand, Result: "success", Source: "poll", UpdatedAt: &now}
+	w.attrs.LastReadAt, w.attrs.Error = now, nil
 	if charge.NoData != w.noData {
 		w.noData = charge.NoData
 		if charge.NoData {
@@ -257,7 +357,7 @@ func (w *worker) read(ctx context.Context) {
 		w.state = stateClosed
 	}
 	w.charge, w.readAt = &charge, now
-	w.learned(now) // kept in DATA_DIR before it is announced
+	w.learned(now, "after a read") // kept in DATA_DIR before it is announced
 	w.setState(w.state)
 	w.publishAttributes()
 	w.publishCompanions()
@@ -266,11 +366,12 @@ func (w *worker) read(ctx context.Context) {
 	w.healthy()
 }
 
-// learned records that the door state is fresh, which also pushes the next poll back.
-func (w *worker) learned(at time.Time) {
+// learned records that the door state is fresh, which also pushes the next poll
+// back; why is how it was learned, for scheduleAfter.
+func (w *worker) learned(at time.Time, why string) {
 	w.known = at
 	w.gauges.set(w.available, at)
-	w.scheduleAfter(at)
+	w.scheduleAfter(at, why)
 	w.remember()
 }
 
@@ -289,7 +390,8 @@ func (w *worker) failed(err error) {
 		w.due = time.Time{}
 		w.setAvailable(false)
 		w.login.retired(err)
-	case smartcar.IsLoginRefused(err), errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
+	case smartcar.IsLoginRefused(err), errors.Is(err, smartcar.ErrNoToken),
+		errors.As(err, &se) && se.Type == smartcar.TypeAuthentication:
 		w.loginRefused()
 		w.login.lost(err)
 	case errors.As(err, &se) && (se.StatusCode == http.StatusForbidden || se.StatusCode == http.StatusNotFound):
@@ -335,7 +437,15 @@ func (w *worker) checkLogin(ctx context.Context) {
 	if w.vehicle.CanReadCharge() {
 		w.mail.requestRead() // what changed while we were away
 	} else {
-		w.scheduleAfter(w.known)
+		w.scheduleAfter(w.known, "after the login works again")
+	}
+}
+
+// clearRetained empties every retained topic of the vehicle, once it is
+// removed: an empty retained message deletes it at the broker.
+func (w *worker) clearRetained() {
+	for _, topic := range w.topics.Retained() {
+		w.out.publish(topic, true, []byte{})
 	}
 }
 
@@ -396,20 +506,20 @@ func (w *worker) publishCompanions() {
 }
 
 // publishLastError sends the last Smartcar error, from the last call's result: after
-// every call, and last of what a call publishes.
+// every call, and last of what a call publishes. Its time is the failure's, or
+// that of the last call that worked.
 func (w *worker) publishLastError() {
 	if !w.vehicle.CanReadCharge() {
 		return
 	}
-	var at time.Time
-	if w.attrs.UpdatedAt != nil {
-		at = *w.attrs.UpdatedAt
+	at := w.attrs.LastReadAt
+	switch {
+	case w.attrs.Error != nil:
+		at = w.attrs.Error.At
+	case w.attrs.LastCommandAt.After(at):
+		at = w.attrs.LastCommandAt
 	}
-	var failure *errorInfo
-	if w.attrs.Result == "error" {
-		failure = w.attrs.Error
-	}
-	state, attrs := lastErrorPayloads(failure, at)
+	state, attrs := lastErrorPayloads(w.attrs.Error, at)
 	w.out.publish(w.topics.LastError, true, []byte(state))
 	w.out.publish(w.topics.LastErrorAttributes, true, attrs)
 }

@@ -21,8 +21,15 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -56,13 +63,13 @@ type Config struct {
 	SmartcarAPIURL        string        `envconfig:"SMARTCAR_API_URL" defaultdoc:"by API version" desc:"Smartcar API base URL: https://vehicle.api.smartcar.com/v3 (v3), https://api.smartcar.com/v2.0 (v2)"`
 	SmartcarTokenURL      string        `envconfig:"SMARTCAR_TOKEN_URL" defaultdoc:"by API version" desc:"Smartcar token endpoint: https://iam.smartcar.com/oauth2/token (v3), https://auth.smartcar.com/oauth/token (v2)"`
 	SmartcarConnectURL    string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
-	SmartcarPollInterval  time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state (one Smartcar call per vehicle); 0 disables"`
+	SmartcarPollInterval  time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state, one Smartcar call per vehicle each time: 30 days / interval calls a month, where Smartcar plans allow about 500 per vehicle (under 1m is refused and over 500 a month warned about, except in demo); 0 disables"`
 	SmartcarTimeout       time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
 
 	MQTTURL       string `envconfig:"MQTT_URL" defaultdoc:"embedded broker" desc:"external broker: tcp://host:1883, ssl://host:8883, ws://..., wss://... (also mqtt://, mqtts://); unset runs the embedded broker"`
 	MQTTUsername  string `envconfig:"MQTT_USERNAME" desc:"username on the external broker"`
 	MQTTPassword  Secret `envconfig:"MQTT_PASSWORD" desc:"password on the external broker; never logged"`
-	MQTTCAFile    string `envconfig:"MQTT_CA_FILE" desc:"extra CA certificate (PEM file) for ssl:// and wss://"`
+	MQTTCAFile    string `envconfig:"MQTT_CA_FILE" desc:"extra CA certificate (PEM file, checked at start) for ssl:// and wss://"`
 	MQTTClientID  string `envconfig:"MQTT_CLIENT_ID" default:"smartcar2mqtt" desc:"MQTT client id"`
 	MQTTBaseTopic string `envconfig:"MQTT_BASE_TOPIC" default:"smartcar2mqtt" desc:"root of the daemon's own topics"`
 
@@ -74,10 +81,10 @@ type Config struct {
 	BrokerPassword       Secret `envconfig:"BROKER_PASSWORD" desc:"password of BROKER_USERNAME; never logged"`
 	BrokerAllowAnonymous bool   `envconfig:"BROKER_ALLOW_ANONYMOUS" default:"false" desc:"let clients connect to the embedded broker without credentials"`
 	BrokerTLSCert        string `envconfig:"BROKER_TLS_CERT" desc:"PEM certificate file; with BROKER_TLS_KEY the embedded broker also listens with TLS on BROKER_TLS_LISTEN"`
-	BrokerTLSKey         string `envconfig:"BROKER_TLS_KEY" desc:"PEM private key file for BROKER_TLS_CERT"`
+	BrokerTLSKey         string `envconfig:"BROKER_TLS_KEY" desc:"PEM private key file for BROKER_TLS_CERT, unencrypted; the pair is checked at start"`
 	BrokerTLSListen      string `envconfig:"BROKER_TLS_LISTEN" default:":8883" desc:"embedded broker TLS address (only with BROKER_TLS_CERT and BROKER_TLS_KEY)"`
 
-	DataDir    string `envconfig:"DATA_DIR" default:"./data" desc:"token store, vehicle cache, broker's retained store (/data in the container image; demo uses a temporary directory unless this is set)"`
+	DataDir    string `envconfig:"DATA_DIR" default:"./data" desc:"token store, vehicle cache, broker's retained store; created if missing and checked writable at start; one daemon per directory (/data in the container image; demo uses a temporary directory unless this is set)"`
 	HTTPListen string `envconfig:"HTTP_LISTEN" default:":8080" desc:"address of /healthz and /metrics; off disables"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat  string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
@@ -88,6 +95,8 @@ type Config struct {
 	// api is the generation in use (APIV3 or APIV2) once SMARTCAR_API_VERSION
 	// is settled, and apiWhy says why, for the start-up log.
 	api, apiWhy string
+	// warnings are what Warnings returns, settled by LoadFrom.
+	warnings []string
 }
 
 // API generations as SMARTCAR_API_VERSION names them.
@@ -165,6 +174,12 @@ func (c *Config) HTTPEnabled() bool { return c.HTTPListen != "" }
 // (both BROKER_TLS_CERT and BROKER_TLS_KEY are set).
 func (c *Config) BrokerTLS() bool { return c.BrokerTLSCert != "" && c.BrokerTLSKey != "" }
 
+// Warnings are plain sentences about a configuration that works but is
+// probably not what the user wants (a poll interval that outruns the
+// Smartcar plan), for the start-up log. Only `run` gets any: the other
+// commands do not poll, and the demo's calls are simulated.
+func (c *Config) Warnings() []string { return slices.Clone(c.warnings) }
+
 // IsSet reports whether the variable had a non-empty value, as opposed to
 // running on its default. `demo` needs this for DATA_DIR (a temporary
 // directory unless DATA_DIR is set), which a default value cannot express.
@@ -211,8 +226,13 @@ func sortProblems(ps []Problem) {
 // os.LookupEnv.
 type LookupFunc func(key string) (string, bool)
 
-// Load reads the process environment; see LoadFrom.
-func Load(command string) (*Config, error) { return LoadFrom(command, os.LookupEnv) }
+// Load reads the process environment, like LoadFrom, and also makes sure
+// the command can keep its state in DATA_DIR (run, auth, and demo when
+// DATA_DIR is set): it creates the directory (0700) if missing and creates
+// and removes a probe file in it. A DATA_DIR that fails this is one more
+// problem in the *Error, so it is exit 2 before any network call rather than
+// a failure once the car has been reached.
+func Load(command string) (*Config, error) { return loadFrom(command, os.LookupEnv, true) }
 
 // LoadFrom builds and validates a Config from lookup, for command "run",
 // "auth" or "demo" (any other command, e.g. "healthcheck", requires nothing
@@ -226,9 +246,20 @@ func Load(command string) (*Config, error) { return LoadFrom(command, os.LookupE
 // Required variables depend on the command: SMARTCAR_CLIENT_ID and
 // SMARTCAR_CLIENT_SECRET for run and auth; BROKER_USERNAME and
 // BROKER_PASSWORD for run with the embedded broker unless
-// BROKER_ALLOW_ANONYMOUS=true. Demo requires nothing. Every other rule
+// BROKER_ALLOW_ANONYMOUS=true. Demo requires nothing, and may poll more
+// often than once a minute (its calls are simulated). Every other rule
 // applies to every command, because a bad value is bad whatever the command.
+//
+// Files named by MQTT_CA_FILE, BROKER_TLS_CERT and BROKER_TLS_KEY are read
+// and must load as the daemon will load them. LoadFrom writes nothing: the
+// DATA_DIR check, which creates directories, is Load's alone, so tests and
+// fuzzing can hand LoadFrom any path without it touching the file system.
 func LoadFrom(command string, lookup LookupFunc) (*Config, error) {
+	return loadFrom(command, lookup, false)
+}
+
+// loadFrom is LoadFrom, plus Load's DATA_DIR check when probeDataDir is set.
+func loadFrom(command string, lookup LookupFunc, probeDataDir bool) (*Config, error) {
 	if lookup == nil {
 		lookup = func(string) (string, bool) { return "", false }
 	}
@@ -257,9 +288,15 @@ func LoadFrom(command string, lookup LookupFunc) (*Config, error) {
 		cfg.ChooseAPI()
 		c.apiVersion(cfg, command)
 	}
+	if probeDataDir && keepsState(cfg, command) {
+		c.check("DATA_DIR", writableDir(cfg.DataDir))
+	}
 	if len(c.problems) > 0 {
 		sortProblems(c.problems)
 		return nil, &Error{Problems: c.problems}
+	}
+	if command == "run" {
+		cfg.warnings = pollWarnings(cfg.SmartcarPollInterval)
 	}
 	return cfg, nil
 }
@@ -379,6 +416,8 @@ func (c *checker) validate(cfg *Config, command string) {
 	}
 	if cfg.SmartcarPollInterval < 0 {
 		c.check("SMARTCAR_POLL_INTERVAL", fmt.Sprintf("%s is negative (0 disables polling)", cfg.SmartcarPollInterval))
+	} else if command != "demo" {
+		c.check("SMARTCAR_POLL_INTERVAL", pollTooOften(cfg.SmartcarPollInterval))
 	}
 	if cfg.SmartcarTimeout <= 0 {
 		c.check("SMARTCAR_TIMEOUT", fmt.Sprintf("%s must be greater than 0", cfg.SmartcarTimeout))
@@ -396,20 +435,13 @@ func (c *checker) validate(cfg *Config, command string) {
 	if cfg.MQTTPassword != "" && cfg.MQTTUsername == "" {
 		c.check("MQTT_USERNAME", "required when MQTT_PASSWORD is set")
 	}
-	c.check("MQTT_CA_FILE", readable(cfg.MQTTCAFile))
+	c.check("MQTT_CA_FILE", caFile(cfg.MQTTCAFile))
 	c.check("MQTT_BASE_TOPIC", topicRoot(cfg.MQTTBaseTopic))
 	c.check("HA_DISCOVERY_PREFIX", topicRoot(cfg.HADiscoveryPrefix))
 	c.check("HA_STATUS_TOPIC", topic(cfg.HAStatusTopic))
 
 	c.brokerCredentials(cfg, command)
-	switch {
-	case cfg.BrokerTLSCert != "" && cfg.BrokerTLSKey == "":
-		c.check("BROKER_TLS_KEY", "required when BROKER_TLS_CERT is set")
-	case cfg.BrokerTLSKey != "" && cfg.BrokerTLSCert == "":
-		c.check("BROKER_TLS_CERT", "required when BROKER_TLS_KEY is set")
-	}
-	c.check("BROKER_TLS_CERT", readable(cfg.BrokerTLSCert))
-	c.check("BROKER_TLS_KEY", readable(cfg.BrokerTLSKey))
+	c.brokerTLSPair(cfg)
 
 	if strings.EqualFold(cfg.HTTPListen, HTTPListenOff) {
 		cfg.HTTPListen = ""
@@ -540,25 +572,299 @@ func mqttURL(raw string) string {
 	return ""
 }
 
-// readable checks a file we will open later, so a typo in a path is a
-// configuration error at start-up rather than a failure minutes in.
-func readable(path string) string {
+// maxPEMFile bounds what readFile reads: far above any CA bundle, key or
+// certificate, so only a wrong path (a disk image, say) gets near it.
+const maxPEMFile = 16 << 20
+
+// readFile reads a file the daemon will load later, so a typo in a path or a
+// wrong file is a configuration error at start-up rather than a failure
+// minutes in. data is nil, with no reason, for anything but a regular file
+// (a pipe or a device): reading it now would consume or never finish it, so
+// its content is left for the daemon to judge. Reasons never quote content.
+func readFile(path string) (data []byte, reason string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read %q: %v", path, pathless(err, path))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("cannot read %q: %v", path, pathless(err, path))
+	case st.IsDir():
+		return nil, fmt.Sprintf("%q is a directory, not a file", path)
+	case !st.Mode().IsRegular():
+		return nil, ""
+	}
+	data, err = io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("cannot read %q: %v", path, pathless(err, path))
+	case len(data) > maxPEMFile:
+		return nil, fmt.Sprintf("%q is larger than %d MiB: not a PEM file", path, maxPEMFile>>20)
+	}
+	return data, ""
+}
+
+// pathless drops the path from an *os.PathError about path, which the
+// reason quotes already; an error about another path (a parent directory)
+// keeps it.
+func pathless(err error, path string) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Path == path {
+		return pe.Err
+	}
+	return err
+}
+
+// caFile checks MQTT_CA_FILE as the MQTT client will load it: it must hold
+// at least one certificate that x509.CertPool.AppendCertsFromPEM accepts.
+func caFile(path string) string {
 	if path == "" {
 		return ""
 	}
-	f, err := os.Open(path)
+	data, reason := readFile(path)
+	if reason != "" || data == nil {
+		return reason
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return fmt.Sprintf("%q contains no PEM certificate", path)
+	}
+	return ""
+}
+
+// brokerTLSPair checks BROKER_TLS_CERT and BROKER_TLS_KEY: both or neither,
+// and the files as the embedded broker will load them (tls.X509KeyPair),
+// blaming the one at fault. A certificate that is missing or does not parse
+// is BROKER_TLS_CERT's problem, a key that is missing or does not parse is
+// BROKER_TLS_KEY's, and a pair that does not match is reported once, on
+// BROKER_TLS_KEY, naming both files. No reason quotes the key file's content
+// or a parser's error about it, which could carry bytes of the key.
+func (c *checker) brokerTLSPair(cfg *Config) {
+	certPath, keyPath := cfg.BrokerTLSCert, cfg.BrokerTLSKey
+	switch {
+	case certPath != "" && keyPath == "":
+		c.check("BROKER_TLS_KEY", "required when BROKER_TLS_CERT is set")
+	case keyPath != "" && certPath == "":
+		c.check("BROKER_TLS_CERT", "required when BROKER_TLS_KEY is set")
+	}
+	var certPEM, keyPEM []byte
+	certOK, keyOK := false, false
+	if certPath != "" {
+		var reason string
+		if certPEM, reason = readFile(certPath); reason == "" && certPEM != nil {
+			reason = certificatePEM(certPath, certPEM)
+		}
+		c.check("BROKER_TLS_CERT", reason)
+		certOK = reason == "" && certPEM != nil
+	}
+	if keyPath != "" {
+		var reason string
+		if keyPEM, reason = readFile(keyPath); reason == "" && keyPEM != nil {
+			reason = privateKeyPEM(keyPath, keyPEM)
+		}
+		c.check("BROKER_TLS_KEY", reason)
+		keyOK = reason == "" && keyPEM != nil
+	}
+	if certOK && keyOK {
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			c.check("BROKER_TLS_KEY", fmt.Sprintf("%q is not the private key of the certificate in BROKER_TLS_CERT (%q)", keyPath, certPath))
+		}
+	}
+}
+
+// certificatePEM checks what tls.X509KeyPair needs of the certificate file:
+// a CERTIFICATE block, the first of which (the server's own) parses.
+func certificatePEM(path string, data []byte) string {
+	var sawKey bool
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if isPrivateKeyBlock(block) {
+			sawKey = true
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			// A certificate is public: its parse error may be shown.
+			return fmt.Sprintf("%q: its first certificate does not parse: %v", path, err)
+		}
+		return ""
+	}
+	if sawKey {
+		return fmt.Sprintf("%q contains no PEM certificate but a private key: are BROKER_TLS_CERT and BROKER_TLS_KEY swapped?", path)
+	}
+	return fmt.Sprintf("%q contains no PEM certificate", path)
+}
+
+// privateKeyPEM checks what tls.X509KeyPair needs of the key file: its first
+// "… PRIVATE KEY" block is an unencrypted PKCS #1, PKCS #8 or SEC 1 key of a
+// type TLS uses (RSA, ECDSA, Ed25519).
+func privateKeyPEM(path string, data []byte) string {
+	var sawCert bool
+	for block, rest := pem.Decode(data); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type == "CERTIFICATE" {
+			sawCert = true
+		}
+		if !isPrivateKeyBlock(block) {
+			continue
+		}
+		if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+			return fmt.Sprintf("%q holds an encrypted private key: the broker needs it unencrypted (openssl pkey -in <file> -out <new file>)", path)
+		}
+		if !tlsPrivateKey(block.Bytes) {
+			return fmt.Sprintf("%q: its private key does not parse as an RSA, ECDSA or Ed25519 key (PKCS #1, PKCS #8 or SEC 1)", path)
+		}
+		return ""
+	}
+	if sawCert {
+		return fmt.Sprintf("%q contains no PEM private key but a certificate: are BROKER_TLS_CERT and BROKER_TLS_KEY swapped?", path)
+	}
+	return fmt.Sprintf("%q contains no PEM private key", path)
+}
+
+// isPrivateKeyBlock is crypto/tls's test for the key block it uses.
+func isPrivateKeyBlock(b *pem.Block) bool {
+	return b.Type == "PRIVATE KEY" || strings.HasSuffix(b.Type, " PRIVATE KEY")
+}
+
+// tlsPrivateKey tries the encodings crypto/tls tries, and accepts the key
+// types it accepts.
+func tlsPrivateKey(der []byte) bool {
+	if _, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return true
+	}
+	if key, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		switch key.(type) {
+		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
+			return true
+		}
+		return false
+	}
+	_, err := x509.ParseECPrivateKey(der)
+	return err == nil
+}
+
+// keepsState reports whether command keeps state in DATA_DIR: run and auth
+// always; demo only when DATA_DIR is set, since it otherwise makes a
+// temporary directory of its own.
+func keepsState(cfg *Config, command string) bool {
+	switch command {
+	case "run", "auth":
+		return true
+	case "demo":
+		return cfg.IsSet("DATA_DIR")
+	}
+	return false
+}
+
+// writableDir makes sure the daemon can keep its state in dir: it creates
+// the directory as the daemon would (0700, parents too), then creates and
+// removes a probe file in it, which is what every state file needs (they
+// are written beside their final name and renamed over it).
+func writableDir(dir string) string {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Sprintf("cannot create directory %q: %v", dir, pathless(err, dir))
+	}
+	// Errors about the probe lose its path: its random name means nothing
+	// to the user, and the reason names dir.
+	f, err := os.CreateTemp(dir, ".smartcar2mqtt-probe-*")
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return fmt.Sprintf("cannot read %q: %v", path, err)
+		return fmt.Sprintf("cannot create files in %q: %v", dir, err)
 	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return fmt.Sprintf("%q is a directory, not a file", path)
+	name := f.Name()
+	closeErr := f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Sprintf("cannot remove files in %q: %v", dir, pathless(err, name))
+	}
+	if closeErr != nil {
+		return fmt.Sprintf("cannot write files in %q: %v", dir, pathless(closeErr, name))
 	}
 	return ""
+}
+
+// Smartcar's plans allow about planCalls calls per vehicle a month, and
+// polling is the daemon's steady use of them. The count the poll rules use
+// is the simplest honest one: one call per vehicle per poll, over a month of
+// 30 days; commands and refresh presses come on top and are few.
+const (
+	planCalls       = 500
+	quotaMonth      = 30 * 24 * time.Hour
+	minPollInterval = time.Minute
+	// advisedPoll is the round interval we advise instead: 360 reads a month,
+	// which leaves room in the plan for commands and refreshes.
+	advisedPoll = "2h"
+)
+
+// readsPerMonth is how many times polling every d reads each car in a month.
+func readsPerMonth(d time.Duration) int64 { return int64(quotaMonth / d) }
+
+// pollTooOften refuses a poll interval under a minute, 0 (no polling) aside:
+// it would spend a month of the plan in hours, leaving nothing for the door
+// commands the daemon exists for.
+func pollTooOften(d time.Duration) string {
+	if d <= 0 || d >= minPollInterval {
+		return ""
+	}
+	return fmt.Sprintf("%s reads each car about %s times a month, which spends a month of Smartcar quota (plans allow about %d calls per vehicle per month) in %s: the minimum is %s; set %s or more (%s is the default, 0 disables polling)",
+		shortDuration(d), thousands(readsPerMonth(d)), planCalls, roughly(planCalls*d), shortDuration(minPollInterval), advisedPoll, pollDefault())
+}
+
+// pollWarnings warns of an interval allowed, but reading each car more often
+// than the plan allows.
+func pollWarnings(d time.Duration) []string {
+	if d <= 0 || readsPerMonth(d) <= planCalls {
+		return nil
+	}
+	return []string{fmt.Sprintf("SMARTCAR_POLL_INTERVAL=%s reads each car about %s times a month; Smartcar plans allow about %d calls per vehicle per month: set %s or more (%s is the default)",
+		shortDuration(d), thousands(readsPerMonth(d)), planCalls, advisedPoll, pollDefault())}
+}
+
+// pollDefault is SMARTCAR_POLL_INTERVAL's default, from its tag, so the
+// advice cannot drift from the default.
+func pollDefault() string {
+	f, _ := reflect.TypeFor[Config]().FieldByName("SmartcarPollInterval")
+	return f.Tag.Get("default")
+}
+
+// shortDuration writes d as a user would: 30m, 2h, 1h30m rather than
+// time.Duration's 30m0s, 2h0m0s, 1h30m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// roughly writes a span as a count of minutes or hours.
+func roughly(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "less than a minute"
+	case d < 90*time.Minute:
+		m := int64(d.Round(time.Minute) / time.Minute)
+		if m == 1 {
+			return "about a minute"
+		}
+		return fmt.Sprintf("about %d minutes", m)
+	}
+	return fmt.Sprintf("about %d hours", int64(d.Round(time.Hour)/time.Hour))
+}
+
+// thousands writes n with comma separators: 86,400.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // topicRoot checks a root under which we build topics ("base/V/..."):

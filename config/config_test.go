@@ -1,8 +1,16 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"maps"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -99,10 +107,11 @@ func vars(e *Error) []string {
 	return out
 }
 
-func tempFile(t *testing.T, name string) string {
+// tempFile writes data to a new file name in a temporary directory.
+func tempFile(t *testing.T, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte("-----BEGIN X-----\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -253,8 +262,8 @@ func TestRequired(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
-	ca := tempFile(t, "ca.pem")
-	cert, key := tempFile(t, "cert.pem"), tempFile(t, "key.pem")
+	cert, key := selfSigned(t)
+	ca := cert
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	dir := t.TempDir()
 
@@ -486,6 +495,8 @@ func TestLoadReadsProcessEnvironment(t *testing.T) {
 // TestAgreesWithEnvconfig: the tags are real envconfig tags and LoadFrom
 // decodes like envconfig.Process whenever every variable is set non-empty.
 func TestAgreesWithEnvconfig(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	caPath, _ := selfSigned(t)
 	env := map[string]string{
 		"SMARTCAR_CLIENT_ID":      "id",
 		"SMARTCAR_CLIENT_SECRET":  "secret",
@@ -504,7 +515,7 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 		"MQTT_URL":                "tcp://mqtt:1883",
 		"MQTT_USERNAME":           "mu",
 		"MQTT_PASSWORD":           "mp",
-		"MQTT_CA_FILE":            tempFile(t, "ca.pem"),
+		"MQTT_CA_FILE":            caPath,
 		"MQTT_CLIENT_ID":          "cid",
 		"MQTT_BASE_TOPIC":         "cars",
 		"HA_DISCOVERY_PREFIX":     "ha",
@@ -513,8 +524,8 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 		"BROKER_USERNAME":         "bu",
 		"BROKER_PASSWORD":         "bp",
 		"BROKER_ALLOW_ANONYMOUS":  "1",
-		"BROKER_TLS_CERT":         tempFile(t, "cert.pem"),
-		"BROKER_TLS_KEY":          tempFile(t, "key.pem"),
+		"BROKER_TLS_CERT":         certFile,
+		"BROKER_TLS_KEY":          keyFile,
 		"BROKER_TLS_LISTEN":       ":8884",
 		"DATA_DIR":                "/tmp/x",
 		"HTTP_LISTEN":             ":8081",
@@ -538,8 +549,420 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 	if len(got.set) != len(specVariables()) {
 		t.Errorf("IsSet true for %d variables, want %d", len(got.set), len(specVariables()))
 	}
-	got.set, got.api, got.apiWhy = nil, "", ""
+	got.set, got.api, got.apiWhy, got.warnings = nil, "", "", nil
 	if !reflect.DeepEqual(*got, want) {
 		t.Errorf("LoadFrom and envconfig.Process differ:\n got %+v\nwant %+v", *got, want)
+	}
+}
+
+// keyPair is a fresh ECDSA P-256 key and its self-signed certificate, in PEM.
+type keyPair struct{ certPEM, keyPEM []byte }
+
+func newKeyPair(t *testing.T) keyPair {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "broker.test"},
+		DNSNames:              []string{"broker.test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyPair{
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
+	}
+}
+
+// selfSigned writes a matching certificate and key and returns their paths;
+// the certificate is also a CA certificate, good for MQTT_CA_FILE.
+func selfSigned(t *testing.T) (certPath, keyPath string) {
+	t.Helper()
+	p := newKeyPair(t)
+	return tempFile(t, "cert.pem", p.certPEM), tempFile(t, "key.pem", p.keyPEM)
+}
+
+// keyLines are the base64 lines of every PEM file in data: key material
+// that must never appear in a problem.
+func keyLines(data ...[]byte) []string {
+	var out []string
+	for _, d := range data {
+		for _, line := range strings.Split(string(d), "\n") {
+			if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
+}
+
+// TestPEMFiles: MQTT_CA_FILE, BROKER_TLS_CERT and BROKER_TLS_KEY are loaded
+// as the daemon loads them, the file at fault is named, and no problem
+// shows a byte of a key.
+func TestPEMFiles(t *testing.T) {
+	good, other := newKeyPair(t), newKeyPair(t)
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, edKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edPKCS8, err := x509.MarshalPKCS8PrivateKey(edKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte("this is not DER, and the base64 of it must not be shown")
+	block := func(typ string, b []byte, headers map[string]string) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: typ, Headers: headers, Bytes: b})
+	}
+	files := map[string][]byte{
+		"cert":          good.certPEM,
+		"key":           good.keyPEM,
+		"other key":     other.keyPEM,
+		"chain":         append(slices.Clone(good.certPEM), other.certPEM...),
+		"key then cert": append(slices.Clone(good.keyPEM), good.certPEM...),
+		"text":          []byte("not PEM at all\n"),
+		"empty":         nil,
+		"bad cert":      block("CERTIFICATE", garbage, nil),
+		"bad and good":  append(block("CERTIFICATE", garbage, nil), other.certPEM...),
+		"bad key":       block("PRIVATE KEY", garbage, nil),
+		"sec1 key":      block("EC PRIVATE KEY", sec1, nil),
+		"ed25519 key":   block("PRIVATE KEY", edPKCS8, nil),
+		"encrypted":     block("ENCRYPTED PRIVATE KEY", garbage, nil),
+		"legacy enc":    block("EC PRIVATE KEY", garbage, map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-128-CBC,00"}),
+	}
+	paths := map[string]string{"missing": filepath.Join(t.TempDir(), "missing.pem"), "dir": t.TempDir()}
+	var all [][]byte
+	for name, data := range files {
+		paths[name] = tempFile(t, "f.pem", data)
+		all = append(all, data)
+	}
+	secrets := keyLines(all...)
+
+	type problem struct{ key, reason string } // reason: a part of it
+	tests := []struct {
+		name string
+		kv   []string // file names from paths
+		want []problem
+	}{
+		{"ca ok", []string{"MQTT_CA_FILE", "cert"}, nil},
+		{"ca bundle", []string{"MQTT_CA_FILE", "chain"}, nil},
+		{"ca bundle with one bad certificate", []string{"MQTT_CA_FILE", "bad and good"}, nil},
+		{"ca text", []string{"MQTT_CA_FILE", "text"}, []problem{{"MQTT_CA_FILE", "contains no PEM certificate"}}},
+		{"ca empty", []string{"MQTT_CA_FILE", "empty"}, []problem{{"MQTT_CA_FILE", "contains no PEM certificate"}}},
+		{"ca only a key", []string{"MQTT_CA_FILE", "key"}, []problem{{"MQTT_CA_FILE", "contains no PEM certificate"}}},
+		{"ca bad certificate", []string{"MQTT_CA_FILE", "bad cert"}, []problem{{"MQTT_CA_FILE", "contains no PEM certificate"}}},
+		{"ca missing", []string{"MQTT_CA_FILE", "missing"}, []problem{{"MQTT_CA_FILE", "no such file"}}},
+		{"ca directory", []string{"MQTT_CA_FILE", "dir"}, []problem{{"MQTT_CA_FILE", "is a directory"}}},
+
+		{"pair ok", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "key"}, nil},
+		{"pair with chain", []string{"BROKER_TLS_CERT", "chain", "BROKER_TLS_KEY", "key"}, nil},
+		{"pair in one file", []string{"BROKER_TLS_CERT", "key then cert", "BROKER_TLS_KEY", "key then cert"}, nil},
+		{"pair SEC 1 key mismatched", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "sec1 key"}, []problem{{"BROKER_TLS_KEY", "is not the private key of the certificate in BROKER_TLS_CERT"}}},
+		{"pair Ed25519 key mismatched", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "ed25519 key"}, []problem{{"BROKER_TLS_KEY", "is not the private key of the certificate in BROKER_TLS_CERT"}}},
+		{"pair mismatched", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "other key"}, []problem{{"BROKER_TLS_KEY", "is not the private key of the certificate in BROKER_TLS_CERT"}}},
+		{"cert text", []string{"BROKER_TLS_CERT", "text", "BROKER_TLS_KEY", "key"}, []problem{{"BROKER_TLS_CERT", "contains no PEM certificate"}}},
+		{"cert bad", []string{"BROKER_TLS_CERT", "bad cert", "BROKER_TLS_KEY", "key"}, []problem{{"BROKER_TLS_CERT", "does not parse"}}},
+		{"key text", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "text"}, []problem{{"BROKER_TLS_KEY", "contains no PEM private key"}}},
+		{"key empty", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "empty"}, []problem{{"BROKER_TLS_KEY", "contains no PEM private key"}}},
+		{"key bad", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "bad key"}, []problem{{"BROKER_TLS_KEY", "does not parse"}}},
+		{"key encrypted", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "encrypted"}, []problem{{"BROKER_TLS_KEY", "encrypted"}}},
+		{"key encrypted, legacy", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "legacy enc"}, []problem{{"BROKER_TLS_KEY", "encrypted"}}},
+		{"both bad", []string{"BROKER_TLS_CERT", "text", "BROKER_TLS_KEY", "bad key"}, []problem{{"BROKER_TLS_CERT", "contains no PEM certificate"}, {"BROKER_TLS_KEY", "does not parse"}}},
+		{"swapped", []string{"BROKER_TLS_CERT", "key", "BROKER_TLS_KEY", "cert"}, []problem{{"BROKER_TLS_CERT", "swapped"}, {"BROKER_TLS_KEY", "swapped"}}},
+		{"cert missing", []string{"BROKER_TLS_CERT", "missing", "BROKER_TLS_KEY", "key"}, []problem{{"BROKER_TLS_CERT", "no such file"}}},
+		{"key missing", []string{"BROKER_TLS_CERT", "cert", "BROKER_TLS_KEY", "missing"}, []problem{{"BROKER_TLS_KEY", "no such file"}}},
+		{"key missing, cert bad", []string{"BROKER_TLS_CERT", "bad cert", "BROKER_TLS_KEY", "missing"}, []problem{{"BROKER_TLS_CERT", "does not parse"}, {"BROKER_TLS_KEY", "no such file"}}},
+		{"cert alone", []string{"BROKER_TLS_CERT", "cert"}, []problem{{"BROKER_TLS_KEY", "required when BROKER_TLS_CERT is set"}}},
+		{"bad key alone", []string{"BROKER_TLS_KEY", "bad key"}, []problem{{"BROKER_TLS_CERT", "required when BROKER_TLS_KEY is set"}, {"BROKER_TLS_KEY", "does not parse"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := valid()
+			for i := 0; i < len(tt.kv); i += 2 {
+				env[tt.kv[i]] = paths[tt.kv[i+1]]
+			}
+			for _, command := range []string{"run", "demo", "healthcheck"} {
+				_, cerr := load(t, command, env)
+				var got []Problem
+				if cerr != nil {
+					got = cerr.Problems
+				}
+				if len(got) != len(tt.want) {
+					t.Fatalf("%s: problems %v, want %v", command, got, tt.want)
+				}
+				for i, w := range tt.want {
+					if got[i].Var != w.key || !strings.Contains(got[i].Reason, w.reason) {
+						t.Errorf("%s: problem %d = %v, want %s: …%s…", command, i, got[i], w.key, w.reason)
+					}
+				}
+				if cerr == nil {
+					continue
+				}
+				for _, secret := range secrets {
+					if strings.Contains(cerr.Error(), secret) {
+						t.Errorf("%s: the problem shows PEM content %q:\n%v", command, secret, cerr)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestPollInterval: under a minute is refused except by the demo, whose
+// calls are simulated; more reads than the plan allows is only a warning,
+// and only for run, the one command that polls.
+func TestPollInterval(t *testing.T) {
+	tests := []struct {
+		value   string
+		refused string // a part of the problem for every command but demo, "" for none
+		warning string // the whole warning for run, "" for none
+	}{
+		{"0", "", ""},
+		{"1ns", "reads each car about 2,592,000,000,000,000 times a month", ""},
+		{"1s", "reads each car about 2,592,000 times a month, which spends a month of Smartcar quota (plans allow about 500 calls per vehicle per month) in about 8 minutes", ""},
+		{"30s", "30s reads each car about 86,400 times a month, which spends a month of Smartcar quota (plans allow about 500 calls per vehicle per month) in about 4 hours: the minimum is 1m; set 2h or more (6h is the default, 0 disables polling)", ""},
+		{"59s", "in about 8 hours", ""},
+		{"1m", "", "SMARTCAR_POLL_INTERVAL=1m reads each car about 43,200 times a month; Smartcar plans allow about 500 calls per vehicle per month: set 2h or more (6h is the default)"},
+		{"30m", "", "SMARTCAR_POLL_INTERVAL=30m reads each car about 1,440 times a month; Smartcar plans allow about 500 calls per vehicle per month: set 2h or more (6h is the default)"},
+		{"86m", "", "SMARTCAR_POLL_INTERVAL=1h26m reads each car about 502 times a month; Smartcar plans allow about 500 calls per vehicle per month: set 2h or more (6h is the default)"},
+		{"1h26m24s", "", ""}, // exactly 500 a month
+		{"1h30m", "", ""},
+		{"2h", "", ""},
+		{"6h", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			for _, command := range []string{"run", "auth", "healthcheck", "demo"} {
+				cfg, cerr := load(t, command, with(valid(), "SMARTCAR_POLL_INTERVAL", tt.value, "SMARTCAR_APPLICATION_ID", "app"))
+				if tt.refused != "" && command != "demo" {
+					if cerr == nil || len(cerr.Problems) != 1 || cerr.Problems[0].Var != "SMARTCAR_POLL_INTERVAL" ||
+						!strings.Contains(cerr.Problems[0].Reason, tt.refused) {
+						t.Errorf("%s: got %v, want one SMARTCAR_POLL_INTERVAL problem with %q", command, cerr, tt.refused)
+					}
+					continue
+				}
+				if cerr != nil {
+					t.Errorf("%s: %v", command, cerr)
+					continue
+				}
+				var want []string
+				if tt.warning != "" && command == "run" {
+					want = []string{tt.warning}
+				}
+				if got := cfg.Warnings(); !slices.Equal(got, want) {
+					t.Errorf("%s: Warnings() = %q, want %q", command, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestWarningsAreACopy(t *testing.T) {
+	cfg, cerr := load(t, "run", with(valid(), "SMARTCAR_POLL_INTERVAL", "30m"))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	cfg.Warnings()[0] = "changed"
+	if w := cfg.Warnings(); len(w) != 1 || w[0] == "changed" {
+		t.Errorf("Warnings() = %q after changing a returned slice", w)
+	}
+	if w := (&Config{}).Warnings(); w != nil {
+		t.Errorf("a Config not from Load warns %q", w)
+	}
+}
+
+// TestDataDir: Load creates DATA_DIR and writes a probe in it, for the
+// commands that keep state there, so a DATA_DIR the daemon cannot use is a
+// configuration problem. The demo without DATA_DIR uses a temporary
+// directory of its own: nothing to check then.
+func TestDataDir(t *testing.T) {
+	t.Chdir(t.TempDir()) // the default ./data lands here
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := filepath.Join(base, "read-only")
+	if err := os.Mkdir(readOnly, 0o500); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		command string
+		dataDir string // "" leaves DATA_DIR unset
+		want    string // a part of the DATA_DIR problem, "" for none
+		skip    string // why the case cannot run here, "" to run it
+	}{
+		{"run creates nested", "run", filepath.Join(base, "new", "nested"), "", ""},
+		{"run existing", "run", base, "", ""},
+		{"run default ./data", "run", "", "", ""},
+		{"auth creates", "auth", filepath.Join(base, "auth"), "", ""},
+		{"demo with DATA_DIR creates", "demo", filepath.Join(base, "demo"), "", ""},
+		{"run under a file", "run", filepath.Join(file, "data"), `cannot create directory "` + filepath.Join(file, "data") + `": mkdir ` + file + `: not a directory`, ""},
+		{"run deeper under a file", "run", filepath.Join(file, "a", "b"), "cannot create directory", ""},
+		{"run is a file", "run", file, "cannot create directory", ""},
+		{"auth under a file", "auth", filepath.Join(file, "data"), "not a directory", ""},
+		{"demo with DATA_DIR under a file", "demo", filepath.Join(file, "data"), "not a directory", ""},
+		{"run read-only", "run", readOnly, `cannot create files in "` + readOnly + `": permission denied`, skipAsRoot()},
+		{"run read-only parent", "run", filepath.Join(readOnly, "data"), "permission denied", skipAsRoot()},
+		{"run sysfs", "run", "/sys", `cannot create files in "/sys"`, skipUnlessDir("/sys")},
+		{"healthcheck under a file", "healthcheck", filepath.Join(file, "data"), "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
+			env := with(valid(), "SMARTCAR_APPLICATION_ID", "app")
+			if tt.dataDir != "" {
+				env["DATA_DIR"] = tt.dataDir
+			}
+			cfg, err := loadFrom(tt.command, mapEnv(env), true)
+			if tt.want != "" {
+				var cerr *Error
+				if !errors.As(err, &cerr) || len(cerr.Problems) != 1 || cerr.Problems[0].Var != "DATA_DIR" ||
+					!strings.Contains(cerr.Problems[0].Reason, tt.want) {
+					t.Fatalf("got %v, want one DATA_DIR problem with %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.command == "healthcheck" {
+				return
+			}
+			st, err := os.Stat(cfg.DataDir)
+			if err != nil || !st.IsDir() {
+				t.Fatalf("DATA_DIR %q after Load: %v", cfg.DataDir, err)
+			}
+			entries, err := os.ReadDir(cfg.DataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if strings.Contains(e.Name(), "probe") {
+					t.Errorf("the probe %s was left in DATA_DIR", e.Name())
+				}
+			}
+		})
+	}
+
+	t.Run("created 0700", func(t *testing.T) {
+		dir := filepath.Join(base, "private")
+		if _, err := loadFrom("run", mapEnv(with(valid(), "DATA_DIR", dir)), true); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("DATA_DIR created with %v (%v), want 0700", st.Mode().Perm(), err)
+		}
+	})
+	t.Run("demo without DATA_DIR checks nothing", func(t *testing.T) {
+		t.Chdir(t.TempDir())
+		if _, err := loadFrom("demo", nil, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat("data"); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("demo without DATA_DIR made ./data: %v", err)
+		}
+	})
+	t.Run("LoadFrom never writes", func(t *testing.T) {
+		dir := filepath.Join(base, "untouched")
+		if _, err := LoadFrom("run", mapEnv(with(valid(), "DATA_DIR", dir))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("LoadFrom made DATA_DIR: %v", err)
+		}
+		if _, err := LoadFrom("run", mapEnv(with(valid(), "DATA_DIR", filepath.Join(file, "data")))); err != nil {
+			t.Errorf("LoadFrom checked DATA_DIR: %v", err)
+		}
+	})
+	t.Run("reported with every other problem", func(t *testing.T) {
+		_, err := loadFrom("run", mapEnv(map[string]string{"DATA_DIR": filepath.Join(file, "data"), "LOG_LEVEL": "loud"}), true)
+		var cerr *Error
+		if !errors.As(err, &cerr) {
+			t.Fatalf("got %v, want *Error", err)
+		}
+		want := []string{"BROKER_PASSWORD", "BROKER_USERNAME", "DATA_DIR", "LOG_LEVEL", "SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET"}
+		if got := vars(cerr); !slices.Equal(got, want) {
+			t.Errorf("offending variables = %v, want %v", got, want)
+		}
+	})
+	t.Run("Load checks it", func(t *testing.T) {
+		for _, k := range specVariables() {
+			t.Setenv(k, "")
+		}
+		for k, v := range valid() {
+			t.Setenv(k, v)
+		}
+		t.Setenv("DATA_DIR", filepath.Join(file, "data"))
+		_, err := Load("run")
+		var cerr *Error
+		if !errors.As(err, &cerr) || !slices.Equal(vars(cerr), []string{"DATA_DIR"}) {
+			t.Errorf("Load(run) with DATA_DIR under a file: %v, want a DATA_DIR problem", err)
+		}
+	})
+}
+
+func skipAsRoot() string {
+	if os.Geteuid() == 0 {
+		return "root writes in a read-only directory"
+	}
+	return ""
+}
+
+// skipUnlessDir: sysfs refuses new files even to root, where it is mounted.
+func skipUnlessDir(dir string) string {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return dir + " is not a directory here"
+	}
+	return ""
+}
+
+func TestReadableHelpers(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		30 * time.Second: "30s", time.Minute: "1m", 30 * time.Minute: "30m", 2 * time.Hour: "2h",
+		90 * time.Minute: "1h30m", 90 * time.Second: "1m30s", 500 * time.Millisecond: "500ms",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 86400: "86,400", 1234567: "1,234,567"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+	for d, want := range map[time.Duration]string{
+		time.Second: "less than a minute", time.Minute: "about a minute", 8 * time.Minute: "about 8 minutes",
+		89 * time.Minute: "about 89 minutes", 4*time.Hour + 10*time.Minute: "about 4 hours",
+	} {
+		if got := roughly(d); got != want {
+			t.Errorf("roughly(%v) = %q, want %q", d, got, want)
+		}
 	}
 }

@@ -24,7 +24,10 @@ Usage:
   smartcar2mqtt -h | --help  print this help
 
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 any other failure,
-2 bad configuration (the message names every offending variable).
+2 bad configuration (the message names every offending variable). Found at
+start, before any network call: a value out of range, a CA, certificate or key
+file that does not load, a DATA_DIR that cannot be created or written. Also 2:
+a DATA_DIR another smartcar2mqtt is using (one daemon per DATA_DIR).
 
 Smartcar API: v3 for apps created since mid-2026 (their API client id starts with
 client_; Connect needs SMARTCAR_APPLICATION_ID), the legacy v2.0 for older apps

@@ -48,6 +48,8 @@ func TestUsage(t *testing.T) {
 		"smartcar2mqtt healthcheck", "smartcar2mqtt version", "--help",
 		"Exit codes: 0", "1 any other failure", "2 bad configuration",
 		"empty value counts as unset", "off disables",
+		"before any network call", "DATA_DIR that cannot be created or written",
+		"one daemon per DATA_DIR", "500 per vehicle",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage lacks %q", want)

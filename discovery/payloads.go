@@ -3,12 +3,13 @@ package discovery
 import "time"
 
 // LastErrorPayload is the last-error sensor's state for a failed Smartcar
-// call: "TYPE:CODE" (e.g. "VEHICLE_STATE:ASLEEP"), or "TYPE" when Smartcar
-// gave no code. Type and code together are what a user can search
-// Smartcar's error reference for, and short enough for a sensor state
-// (Home Assistant caps states at 255 characters); the rest goes in
-// LastErrorAttrs. An empty type means the call did not fail:
-// LastErrorNone.
+// call: "TYPE:CODE" (e.g. "VEHICLE_STATE:ASLEEP", or "NETWORK:DNS" for a
+// failure the daemon names itself), or "TYPE" alone when there is no code,
+// which the bridge never publishes. Type and code together are what a user
+// can look up (Smartcar's error reference, or the guide for the daemon's
+// own), and short enough for a sensor state (Home Assistant caps states at
+// 255 characters); the sentence goes in LastErrorAttrs. An empty type means
+// the call did not fail: LastErrorNone.
 func LastErrorPayload(errType, code string) string {
 	switch {
 	case errType == "":
@@ -23,9 +24,9 @@ func LastErrorPayload(errType, code string) string {
 // LastErrorAttrs is the JSON published at Topics.LastErrorAttributes and
 // shown as the last-error sensor's attributes.
 type LastErrorAttrs struct {
-	Description string `json:"description"`
-	RequestID   string `json:"request_id"` // Smartcar's, for support requests
-	At          string `json:"at"`         // TimestampPayload of the failure
+	Description string `json:"description"` // a sentence, never Go's error text
+	RequestID   string `json:"request_id"`  // Smartcar's, for support requests
+	At          string `json:"at"`          // TimestampPayload of the failure, or of the last call that worked
 }
 
 // TimestampPayload formats t for a timestamp sensor: RFC 3339 in UTC, which

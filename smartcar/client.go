@@ -68,7 +68,9 @@ type Client struct {
 // the Client's, shared by both.
 type generation interface {
 	version() string
-	vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, error)
+	// vehicles lists the account: the details of the vehicles in only (all
+	// when only is empty), and the id of every vehicle on it.
+	vehicles(ctx context.Context, c *Client, only []string) (wanted []VehicleDetails, account []string, err error)
 	read(ctx context.Context, c *Client, v Vehicle) (ChargeState, error)
 	chargePortDoor(ctx context.Context, c *Client, v Vehicle, a Action) error
 }
@@ -169,16 +171,30 @@ func newClient(api generation, apiURL string, tokens TokenSource, pageSize int, 
 // Version names the API generation this client speaks: V3 or V2.
 func (c *Client) Version() string { return c.api.version() }
 
-// Vehicles lists the vehicles the application may use, with their make,
-// model, year, user and permissions: all of them, or only those in only.
-// v3 reads them from /connections (one call per 50 cars); v2.0 lists the ids
-// and asks each wanted vehicle for its attributes and permissions.
-func (c *Client) Vehicles(ctx context.Context, only []string) ([]VehicleDetails, error) {
-	vs, err := c.api.vehicles(ctx, c, only)
+// List lists the vehicles the application may use, with their make, model,
+// year, user and permissions: all of them, or only those in only; and the
+// id of every vehicle on the account. v3 reads them from /connections (one
+// call per 50 cars); v2.0 lists the ids and asks each wanted vehicle for its
+// attributes and permissions.
+//
+// An id in only that is not on a listed account is a typo, not a car gone:
+// that is an *UnknownVehiclesError. An empty account proves nothing (the
+// cars may not be connected yet), so it lists no vehicles and no error.
+func (c *Client) List(ctx context.Context, only []string) (Listing, error) {
+	vs, account, err := c.api.vehicles(ctx, c, only)
 	if err != nil {
-		return nil, fmt.Errorf("list vehicles: %w", err)
+		return Listing{}, fmt.Errorf("list vehicles: %w", err)
 	}
-	return vs, nil
+	if err := checkFilter(only, account); err != nil {
+		return Listing{}, err
+	}
+	return Listing{Vehicles: vs, Account: account}, nil
+}
+
+// Vehicles is List's vehicles.
+func (c *Client) Vehicles(ctx context.Context, only []string) ([]VehicleDetails, error) {
+	l, err := c.List(ctx, only)
+	return l.Vehicles, err
 }
 
 // Read reads the charge port door and the charge state of v in one call.

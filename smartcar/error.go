@@ -1,13 +1,22 @@
 package smartcar
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -362,4 +371,256 @@ const V2RetiredAdvice = "Smartcar has retired API v2.0 for this application. Mov
 func IsV2Retired(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Type == TypeAPIRetired
+}
+
+// Types the daemon gives failures that are not Smartcar's own errors, so
+// that every failure reads TYPE:CODE: Smartcar's are looked up in its error
+// reference, these in the Home Assistant guide (docs/home-assistant.md).
+const (
+	TypeNetwork  = "NETWORK"  // no answer: the connection failed
+	TypeTimeout  = "TIMEOUT"  // no answer within the time allowed
+	TypeCanceled = "CANCELED" // the daemon stopped before the answer
+	TypeResponse = "RESPONSE" // an answer that could not be read
+	TypeCommand  = "COMMAND"  // a door command that did not finish (also v3's failed command without details)
+	TypeLogin    = "LOGIN"    // no login to call Smartcar with
+	TypeLocal    = "LOCAL"    // this machine, not Smartcar, failed
+	TypeHTTP     = "HTTP"     // an error status without Smartcar's body; the code is the status
+	TypeInternal = "INTERNAL" // a failure Describe does not know
+
+	// CodeOutcomeUnknown marks a door command that may or may not have
+	// reached the car; its type says why nobody knows.
+	CodeOutcomeUnknown = "OUTCOME_UNKNOWN"
+
+	// CodeUnspecified completes a Smartcar error that came without a code.
+	CodeUnspecified = "UNSPECIFIED"
+)
+
+// Codes of the daemon's own failure types.
+const (
+	codeDNS               = "DNS"
+	codeConnectionRefused = "CONNECTION_REFUSED"
+	codeUnreachable       = "UNREACHABLE"
+	codeTLS               = "TLS"
+	codeConnectionReset   = "CONNECTION_RESET"
+	codeNetworkFailed     = "FAILED"
+	codeRequest           = "REQUEST"
+	codeConnect           = "CONNECT"
+	codeShutdown          = "SHUTDOWN"
+	codeInvalid           = "INVALID"
+	codeUnfinished        = "UNFINISHED"
+	codeNoToken           = "NO_TOKEN"
+	codeDataDir           = "DATA_DIR"
+	codeUnexpected        = "UNEXPECTED"
+)
+
+// Failure is a failed call as a person reads it in Home Assistant. Type and
+// Code are never empty, and Description is a sentence: it never holds a URL,
+// a token or Go's error syntax (the log's debug line has the error itself).
+type Failure struct {
+	Type        string
+	Code        string
+	Description string
+	RequestID   string // Smartcar's, for a support request
+	Resolution  string // Smartcar's resolution type, e.g. RETRY_LATER
+	StatusCode  int    // 0: Smartcar did not answer
+}
+
+// Describe says what went wrong with a call that failed with err after the
+// caller waited waited for it (which is what a timeout is reported as; zero
+// when not known). A nil err is the zero Failure.
+func Describe(err error, waited time.Duration) Failure {
+	if err == nil {
+		return Failure{}
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return describeError(err, e)
+	}
+	if f, ok := describeTransport(err, waited); ok {
+		return f
+	}
+	var (
+		syntax   *json.SyntaxError
+		mismatch *json.UnmarshalTypeError
+		path     *fs.PathError
+		link     *os.LinkError
+	)
+	switch {
+	case errors.Is(err, ErrNoToken):
+		return Failure{Type: TypeLogin, Code: codeNoToken,
+			Description: "there is no Smartcar login: run smartcar2mqtt auth once; a running daemon picks the login up by itself"}
+	case errors.Is(err, errUnfinishedCommand):
+		return Failure{Type: TypeCommand, Code: codeUnfinished,
+			Description: "Smartcar's answer ended before the command's result came"}
+	case errors.As(err, &syntax), errors.As(err, &mismatch):
+		return Failure{Type: TypeResponse, Code: codeInvalid,
+			Description: "Smartcar answered, but not in the form its API documents, so the answer could not be read"}
+	case errors.As(err, &path), errors.As(err, &link):
+		// The only files a call touches are the login's, in DATA_DIR.
+		return Failure{Type: TypeLocal, Code: codeDataDir,
+			Description: "smartcar2mqtt could not use its files in DATA_DIR (" + osReason(err) + "): check that DATA_DIR is writable and not full"}
+	}
+	return Failure{Type: TypeInternal, Code: codeUnexpected,
+		Description: "the call failed in a way smartcar2mqtt does not recognise; the daemon's debug log has the details"}
+}
+
+// DescribeCommand is Describe for a door command: when the command may have
+// reached the car without anyone learning the result, the code is
+// CodeOutcomeUnknown (the type still says what broke) and the description
+// says that the door may have moved.
+func DescribeCommand(err error, waited time.Duration) Failure {
+	f := Describe(err, waited)
+	if !OutcomeUnknown(err) || sentNothing(f) {
+		return f
+	}
+	f.Code = CodeOutcomeUnknown
+	f.Description += ": the car may or may not have moved the door"
+	return f
+}
+
+// sentNothing reports whether a failure happened before the request could
+// leave: no name, no connection, no trusted connection, no login. Such a
+// command's outcome is known: nothing happened.
+func sentNothing(f Failure) bool {
+	switch f.Type + ":" + f.Code {
+	case TypeNetwork + ":" + codeDNS, TypeNetwork + ":" + codeConnectionRefused, TypeNetwork + ":" + codeUnreachable,
+		TypeNetwork + ":" + codeTLS, TypeTimeout + ":" + codeConnect, TypeLogin + ":" + codeNoToken, TypeLocal + ":" + codeDataDir:
+		return true
+	}
+	return false
+}
+
+// describeError words one of Smartcar's errors (or a proxy's error status).
+func describeError(err error, e *Error) Failure {
+	f := Failure{Type: e.Type, Code: e.Code, Description: e.Description, RequestID: e.RequestID,
+		Resolution: e.Resolution, StatusCode: e.StatusCode}
+	if f.Description == "" {
+		f.Description = e.SuggestedUserMessage
+	}
+	switch {
+	case f.Type == "":
+		// Not Smartcar's body: a proxy or a load balancer answered, or
+		// Smartcar failed before it could say more.
+		f.Type, f.Code = TypeHTTP, strconv.Itoa(e.StatusCode)
+		f.Description = fmt.Sprintf("Smartcar, or a proxy on the way, answered %d %s without Smartcar's error details", e.StatusCode, http.StatusText(e.StatusCode))
+	case IsLoginRefused(err):
+		f.Description = LoginAdvice(err)
+	case errors.Is(err, ErrNoChargePortCommand):
+		f.Description = ErrNoChargePortCommand.Error()
+	}
+	if f.Code == "" {
+		f.Code = CodeUnspecified
+	}
+	if f.Description == "" {
+		f.Description = "Smartcar gave no description"
+	}
+	if e.RetryAfter > 0 {
+		f.Description += fmt.Sprintf(" (Smartcar asks to wait %s before the next call)", roundWait(e.RetryAfter))
+	}
+	return f
+}
+
+// describeTransport words a failure without an answer from Smartcar; ok is
+// false for any other error.
+func describeTransport(err error, waited time.Duration) (f Failure, ok bool) {
+	var (
+		dns *net.DNSError
+		ne  net.Error
+		op  *net.OpError
+		ue  *url.Error
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return Failure{Type: TypeCanceled, Code: codeShutdown,
+			Description: "smartcar2mqtt was stopping and gave up before Smartcar answered"}, true
+	case errors.As(err, &dns):
+		// First: a lookup that timed out is still a lookup that failed.
+		return Failure{Type: TypeNetwork, Code: codeDNS,
+			Description: "Smartcar's address (" + printable(dns.Name, 100, "…") + ") could not be looked up: is the internet connection (DNS) up?"}, true
+	}
+	if why, isTLS := tlsReason(err); isTLS {
+		return Failure{Type: TypeNetwork, Code: codeTLS, Description: "the connection to Smartcar is not secure: " + why}, true
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		if errors.As(err, &op) && op.Op == "dial" {
+			return Failure{Type: TypeTimeout, Code: codeConnect, Description: "no connection to Smartcar could be made " + within(waited)}, true
+		}
+		return Failure{Type: TypeTimeout, Code: codeRequest, Description: "Smartcar did not answer " + within(waited)}, true
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return Failure{Type: TypeNetwork, Code: codeConnectionRefused,
+			Description: "the connection to Smartcar was refused: nothing answers at its address, or a firewall turns the connection away"}, true
+	case errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
+		return Failure{Type: TypeNetwork, Code: codeUnreachable,
+			Description: "Smartcar cannot be reached from this machine: is its network connection (route, VPN) up?"}, true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return Failure{Type: TypeNetwork, Code: codeConnectionReset,
+			Description: "the connection to Smartcar broke off before its answer was complete"}, true
+	case errors.As(err, &op), errors.As(err, &ue):
+		return Failure{Type: TypeNetwork, Code: codeNetworkFailed,
+			Description: "the connection to Smartcar failed"}, true
+	}
+	return Failure{}, false
+}
+
+// tlsReason says why a secure connection failed; isTLS is false for other
+// errors.
+func tlsReason(err error) (why string, isTLS bool) {
+	const advice = ". Is a proxy intercepting HTTPS, or are this machine's CA certificates missing or out of date?"
+	var (
+		authority x509.UnknownAuthorityError
+		host      x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		header    tls.RecordHeaderError
+		alert     tls.AlertError
+	)
+	switch {
+	case errors.As(err, &authority):
+		return "its certificate is signed by an authority this machine does not trust" + advice, true
+	case errors.As(err, &host):
+		return "its certificate is for another name" + advice, true
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "its certificate has expired, or this machine's clock is wrong", true
+	case errors.As(err, &invalid), errors.As(err, &verify):
+		return "its certificate could not be verified" + advice, true
+	case errors.As(err, &header):
+		return "the other end does not speak HTTPS: does the API URL start with the right scheme and port?", true
+	case errors.As(err, &alert):
+		return "Smartcar's end refused to set up a secure connection", true
+	}
+	return "", false
+}
+
+// osReason is the operating system's word for why a file operation failed,
+// e.g. "permission denied", without the path.
+func osReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var path *fs.PathError
+	if errors.As(err, &path) {
+		return printable(path.Err.Error(), 100, "…")
+	}
+	return "an unexpected error"
+}
+
+// within says how long was waited, when known.
+func within(waited time.Duration) string {
+	if waited <= 0 {
+		return "in time"
+	}
+	return "within " + roundWait(waited).String()
+}
+
+// roundWait rounds a wait to what a person reads: whole seconds, or
+// milliseconds under a second.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(time.Millisecond)
 }

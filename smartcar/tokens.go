@@ -104,8 +104,9 @@ func WithTokenUserAgent(ua string) TokensOption { return func(t *Tokens) { t.use
 
 // NewTokens starts the chain. The stored pair wins; a seed refresh token
 // (SMARTCAR_REFRESH_TOKEN) is used only when the store is empty, and is saved
-// at once so the store owns it from then on. Neither → an error wrapping
-// ErrNoToken. ctx is used for every token endpoint call and may carry an
+// at once so the store owns it from then on. Neither is no error: the chain
+// waits for a login, answering ErrNoToken until the auth flow (another
+// process) writes the store, which it picks up by itself. ctx is used for every token endpoint call and may carry an
 // *http.Client under oauth2.HTTPClient.
 func NewTokens(ctx context.Context, conf *oauth2.Config, store *TokenStore, seedRefreshToken string, opts ...TokensOption) (*Tokens, error) {
 	t := &Tokens{
@@ -132,7 +133,7 @@ func NewTokens(ctx context.Context, conf *oauth2.Config, store *TokenStore, seed
 			return nil, fmt.Errorf("seed token store: %w", err)
 		}
 	case errors.Is(err, ErrNoToken):
-		return nil, fmt.Errorf("start tokens from %s: %w", store.Path(), err)
+		// No login yet: settle looks in the store again on every use.
 	default:
 		return nil, err
 	}
@@ -179,6 +180,13 @@ func (t *Tokens) Healthy() error {
 // after an invalid_grant, and retries saving a rotated pair whose save
 // failed. Callers hold mu.
 func (t *Tokens) settle() error {
+	if t.tok == nil {
+		st, obtained, err := t.store.LoadObtained()
+		if err != nil {
+			return err
+		}
+		t.tok, t.obtained = st, obtained
+	}
 	if t.dead != nil {
 		// The refresh token was refused for good. Asking again would only
 		// spend calls; a new pair can only come from the auth flow (another
@@ -235,8 +243,10 @@ func (t *Tokens) keepAlive(maxAge time.Duration) error {
 	defer t.mu.Unlock()
 	wasDead := t.dead != nil
 	if err := t.settle(); err != nil {
-		if wasDead && err == t.dead {
-			return nil // still dead: reported when it happened, not hourly
+		if wasDead && err == t.dead || errors.Is(err, ErrNoToken) {
+			// Still dead: reported when it happened, not hourly. No login
+			// yet: the daemon says so once, and nothing is there to renew.
+			return nil
 		}
 		return fmt.Errorf("keep refresh token alive: %w", err)
 	}

@@ -158,11 +158,40 @@ func TestTokensSeedIgnoredWhenStoreHasToken(t *testing.T) {
 	}
 }
 
-func TestTokensNoTokenAnywhere(t *testing.T) {
+// With no login yet the chain waits for one: ErrNoToken, at no call, until
+// the auth flow writes the store, which it then uses without a restart.
+func TestTokensWaitForALogin(t *testing.T) {
 	e := newEnv(t)
-	_, err := NewTokens(context.Background(), e.conf, e.store, "")
-	if !errors.Is(err, ErrNoToken) {
-		t.Fatalf("err = %v, want ErrNoToken", err)
+	tk, err := NewTokens(context.Background(), e.conf, e.store, "", WithNow(e.clock.Now))
+	if err != nil {
+		t.Fatalf("NewTokens without a login: %v", err)
+	}
+	if _, err := tk.Token(); !errors.Is(err, ErrNoToken) {
+		t.Fatalf("Token before a login: %v, want ErrNoToken", err)
+	}
+	if err := tk.Healthy(); !errors.Is(err, ErrNoToken) {
+		t.Fatalf("Healthy before a login: %v, want ErrNoToken", err)
+	}
+	if err := tk.keepAlive(DefaultRefreshMaxAge); err != nil {
+		t.Errorf("keep-alive before a login reports %v; there is nothing to renew", err)
+	}
+	if n := len(e.refreshTokensSent(t)); n != 0 {
+		t.Fatalf("%d token calls before a login", n)
+	}
+
+	rt := e.sim.IssueRefreshToken()
+	if err := e.store.Save(&oauth2.Token{RefreshToken: rt}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tk.Token()
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("after the auth flow wrote a login: %v, %+v", err, tok)
+	}
+	if err := tk.Healthy(); err != nil {
+		t.Errorf("healthy after a login: %v", err)
+	}
+	if sent := e.refreshTokensSent(t); len(sent) != 1 || sent[0] != rt {
+		t.Errorf("redeemed %v, want the new login's token once", sent)
 	}
 }
 

@@ -61,10 +61,10 @@ func (a *v2API) getJSON(ctx context.Context, c *Client, r request, out any) (str
 // vehicles lists the ids (GET /vehicles), then asks each wanted one for its
 // attributes and permissions. Every vehicle is marked TeslaEndpoints: v2.0
 // reads and moves the door through Tesla-only paths.
-func (a *v2API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, error) {
+func (a *v2API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, []string, error) {
 	ids, err := a.ids(ctx, c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]VehicleDetails, 0, len(ids))
 	for _, id := range ids {
@@ -73,15 +73,15 @@ func (a *v2API) vehicles(ctx context.Context, c *Client, only []string) ([]Vehic
 		}
 		v, err := a.vehicle(ctx, c, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		perms, err := a.permissions(ctx, c, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, VehicleDetails{Vehicle: v, Permissions: perms, TeslaEndpoints: true})
 	}
-	return out, nil
+	return out, ids, nil
 }
 
 // ids lists the ids of every vehicle the login can see (GET /vehicles),

@@ -65,17 +65,18 @@ type relationship struct {
 
 // vehicles reads every page of GET /connections (only the user of
 // WithUserFilter's, when set), following links.next.
-func (v3API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, error) {
+func (v3API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, []string, error) {
 	q := url.Values{"page[number]": {"1"}, "page[size]": {strconv.Itoa(c.pageSize)}}
 	if c.userFilter != "" {
 		q.Set("filter[userId]", c.userFilter)
 	}
 	r := request{endpoint: EndpointConnections, method: http.MethodGet, path: "/connections", rawQuery: q.Encode()}
 	var out []VehicleDetails
+	var account []string
 	for range maxPages {
 		var pg connectionsPage
 		if _, err := c.getJSON(ctx, r, &pg); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, d := range pg.Data {
 			v := Vehicle{
@@ -85,21 +86,27 @@ func (v3API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleD
 				Model:  d.Attributes.Vehicle.Model,
 				Year:   flexInt(d.Attributes.Vehicle.Year),
 			}
-			if v.ID == "" || len(only) > 0 && !slices.Contains(only, v.ID) {
+			if v.ID == "" {
+				continue
+			}
+			if !slices.Contains(account, v.ID) {
+				account = append(account, v.ID)
+			}
+			if len(only) > 0 && !slices.Contains(only, v.ID) {
 				continue
 			}
 			out = append(out, VehicleDetails{Vehicle: v, Permissions: d.Attributes.Permissions})
 		}
 		if pg.Links.Next == nil || *pg.Links.Next == "" || len(pg.Data) == 0 {
-			return out, nil
+			return out, account, nil
 		}
 		next, err := c.below(*pg.Links.Next, r)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r = next
 	}
-	return nil, errors.New("paging did not end")
+	return nil, nil, errors.New("paging did not end")
 }
 
 // below turns a paging link (absolute, or relative to the page it came

@@ -25,11 +25,26 @@ type Report struct {
 	Checks map[string]string `json:"checks"`
 }
 
+// Waiting is a check's answer for a wait that ends by itself, like no
+// Smartcar login yet: the report says so, and the daemon stays healthy (a
+// container restarted for it would wait all the same).
+func Waiting(reason string) error { return waiting(reason) }
+
+type waiting string
+
+func (w waiting) Error() string { return string(w) }
+
 // Evaluate runs every check.
 func Evaluate(checks []Check) Report {
 	r := Report{Status: "ok", Checks: make(map[string]string, len(checks))}
 	for _, c := range checks {
-		if err := c.Run(); err != nil {
+		err := c.Run()
+		var w waiting
+		if errors.As(err, &w) {
+			r.Checks[c.Name] = "waiting: " + string(w)
+			continue
+		}
+		if err != nil {
 			r.Status = "unhealthy"
 			r.Checks[c.Name] = err.Error()
 			continue
@@ -56,12 +71,32 @@ func Handler(checks []Check, metrics *Metrics) http.Handler {
 	return mux
 }
 
-// Serve listens on addr and serves h until ctx ends.
-func Serve(ctx context.Context, addr string, h http.Handler) error {
+// ListenError is HTTP_LISTEN's address that cannot be listened on: a port
+// in use, or one the process may not take.
+type ListenError struct {
+	Addr string
+	Err  error
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("HTTP_LISTEN %q: %v", e.Addr, e.Err) }
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Listen takes the address before anything else starts, so a port in use is
+// found at start-up.
+func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("HTTP_LISTEN %q: %w", addr, err)
+		var op *net.OpError
+		if errors.As(err, &op) {
+			err = op.Err // the address is said once, by ListenError
+		}
+		return nil, &ListenError{Addr: addr, Err: err}
 	}
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()

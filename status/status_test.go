@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,6 +31,10 @@ func TestHealthz(t *testing.T) {
 		{"all well", []Check{{"mqtt", ok}, {"token", ok}}, 200, map[string]string{"mqtt": "ok", "token": "ok"}},
 		{"one part down", []Check{{"mqtt", failing("the MQTT session is down")}, {"token", ok}}, 503,
 			map[string]string{"mqtt": "the MQTT session is down", "token": "ok"}},
+		{"waiting for a login", []Check{{"mqtt", ok}, {"token", func() error { return fmt.Errorf("tokens: %w", Waiting("no Smartcar login yet")) }}}, 200,
+			map[string]string{"mqtt": "ok", "token": "waiting: no Smartcar login yet"}},
+		{"waiting and down", []Check{{"mqtt", failing("down")}, {"token", func() error { return Waiting("no login") }}}, 503,
+			map[string]string{"mqtt": "down", "token": "waiting: no login"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,4 +1,4 @@
-package bridge
+package broker
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 // retained publish writes a topic's entry in the retained index while a new
 // subscription to a wildcard filter reads it, unlocked. The race detector reports it,
 // and a subscriber can miss a retained message, e.g. Home Assistant missing discovery
-// that the bridge republishes while it subscribes to homeassistant/#. The guard
+// that the daemon republishes while it subscribes to homeassistant/#. The guard
 // makes the two exclusive: a retained publish holds the write lock, a subscribe the
 // read lock, each for the whole time mochi processes the packet.
 //

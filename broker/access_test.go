@@ -1,10 +1,13 @@
-package bridge
+package broker
 
 import (
+	"strings"
 	"testing"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 )
 
 func TestAccessHookAuthenticate(t *testing.T) {
@@ -31,7 +34,7 @@ func TestAccessHookAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := &accessHook{bridge: bridgeCreds, user: "ha", password: "pa*ss", anonymous: tt.anonymous, base: "smartcar2mqtt"}
+			h := &accessHook{log: testLog(t), bridge: bridgeCreds, user: "ha", password: "pa*ss", anonymous: tt.anonymous, base: "smartcar2mqtt", open: openTopics("smartcar2mqtt")}
 			cl := &mqtt.Client{}
 			cl.Net.Listener = tt.listener
 			cl.Properties.Username = []byte(tt.user)
@@ -44,7 +47,7 @@ func TestAccessHookAuthenticate(t *testing.T) {
 }
 
 func TestAccessHookACL(t *testing.T) {
-	h := &accessHook{bridge: Credentials{Username: "bridge"}, user: "ha", base: "smartcar2mqtt"}
+	h := &accessHook{log: testLog(t), bridge: Credentials{Username: "bridge"}, user: "ha", base: "smartcar2mqtt", open: openTopics("smartcar2mqtt")}
 	tests := []struct {
 		user  string
 		topic string
@@ -76,4 +79,45 @@ func TestAccessHookACL(t *testing.T) {
 			t.Errorf("user %q write=%v %s: allowed %v, want %v", tt.user, tt.write, tt.topic, got, tt.want)
 		}
 	}
+}
+
+// FuzzOpenTopics: the topics discovery tells Home Assistant to publish commands and
+// refreshes to are open to it, for any valid vehicle id and base topic; the
+// daemon's state topics are not; and no topic with an empty or wildcard level where
+// the vehicle id goes is open.
+func FuzzOpenTopics(f *testing.F) {
+	f.Add("smartcar2mqtt", "V1", "smartcar2mqtt/V1/charge_port/set")
+	f.Add("smartcar2mqtt", "36ab27d0-fd9d-4455-823a-ce30af709ffc", "smartcar2mqtt//refresh")
+	f.Add("home/cars", "V_1", "home/cars/+/refresh")
+	f.Add("a", "b", "a/b/charge_port/set/x")
+	f.Fuzz(func(t *testing.T, base, id, topic string) {
+		if discovery.ValidateTopicRoot(base) != nil {
+			return
+		}
+		h := &accessHook{log: quietLog(), bridge: Credentials{Username: "bridge"}, base: base, open: openTopics(base)}
+		ha := &mqtt.Client{}
+		ha.Properties.Username = []byte("ha")
+
+		if under(base, topic) && h.mayWrite(ha, topic) {
+			rest := strings.TrimPrefix(topic, base+"/")
+			vehicle, kind, _ := strings.Cut(rest, "/")
+			if vehicle == "" || strings.ContainsAny(vehicle, "+#") || (kind != "charge_port/set" && kind != "refresh") {
+				t.Fatalf("%q is open under base %q", topic, base)
+			}
+		}
+		if discovery.ValidateVehicleID(id) != nil {
+			return
+		}
+		vt := discovery.VehicleTopics(base, id)
+		for _, open := range []string{vt.Command, vt.Refresh} {
+			if !h.mayWrite(ha, open) {
+				t.Fatalf("discovery's %q is not open to Home Assistant", open)
+			}
+		}
+		for _, own := range []string{vt.State, vt.Attributes, vt.Availability, vt.LastError, vt.LastRead, discovery.StatusTopic(base)} {
+			if h.mayWrite(ha, own) {
+				t.Fatalf("the daemon's %q is open to Home Assistant", own)
+			}
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package bridge
+package broker
 
 import (
 	"bytes"
@@ -31,10 +31,11 @@ type retainedStore struct {
 	mu       sync.Mutex
 	messages map[string]retainedMessage
 
-	dirty chan struct{} // capacity 1: "there is something to write"
-	done  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	dirty  chan struct{} // capacity 1: "there is something to write"
+	done   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	writes int // file writes so far, by flushLoop only; read after Stop
 }
 
 type retainedMessage struct {
@@ -63,7 +64,7 @@ func openRetainedStore(path string, log logrus.FieldLogger) (*retainedStore, err
 	default:
 		var list []retainedMessage
 		if err := json.Unmarshal(data, &list); err != nil {
-			// A damaged file must not keep the broker down: the bridge republishes its
+			// A damaged file must not keep the broker down: the daemon republishes its
 			// own retained messages on connect anyway.
 			log.WithError(err).WithField("file", path).Warn("ignoring unreadable retained-message file")
 		}
@@ -122,7 +123,9 @@ func (s *retainedStore) markDirty() {
 	}
 }
 
-// Stop writes what is pending; the server calls it on Close.
+// Stop writes what is pending and ends the writer. It may be called more than once,
+// and at the same time, as it is: by mochi's Close, and by Broker.Close when mochi is
+// stuck. The last write happens once, after every change made before the first call.
 func (s *retainedStore) Stop() error {
 	s.once.Do(func() { close(s.done) })
 	s.wg.Wait()
@@ -161,6 +164,7 @@ func (s *retainedStore) flush() {
 	data, err := json.Marshal(list)
 	if err == nil {
 		err = atomicfile.Write(s.path, data, 0o600)
+		s.writes++
 	}
 	if err != nil {
 		s.log.WithError(err).Warn("could not save retained messages")

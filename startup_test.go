@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/lockfile"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+)
+
+// doubledPrefix finds an operation named twice in a row in an error line
+// ("list vehicles: list vehicles: …"): the function that fails names its
+// operation, and callers add only new context.
+func doubledPrefix(line string) string {
+	parts := strings.Split(line, ": ")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] == parts[i-1] {
+			return parts[i]
+		}
+	}
+	return ""
+}
+
+// holdPort listens on a loopback port for the test's duration.
+func holdPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
+
+// The errors a user meets first, at start-up: each one exit code 2 when only
+// the configuration can fix it, said in one line that names what to change,
+// without doubled prefixes, and before any Smartcar call or MQTT session.
+func TestStartupErrorsAUserSeesFirst(t *testing.T) {
+	sim, srv := v3Sim(t)
+	// A vehicle cache as `auth` leaves it: the account's two cars.
+	cachedAccount := func(t *testing.T) string {
+		dir := t.TempDir()
+		f := smartcar.FleetCache{Path: filepath.Join(dir, smartcar.FleetFile)}
+		err := f.Save(smartcar.V3, []smartcar.VehicleDetails{
+			{Vehicle: smartcar.Vehicle{ID: smartcarsim.TeslaID, UserID: smartcarsim.UserID}},
+			{Vehicle: smartcar.Vehicle{ID: smartcarsim.OtherID, UserID: smartcarsim.UserID}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	anon := []string{"BROKER_ALLOW_ANONYMOUS=true", "HTTP_LISTEN=off", "BROKER_LISTEN=127.0.0.1:0"}
+
+	tests := []struct {
+		name  string
+		setup func(t *testing.T) []string // the environment
+		code  int
+		want  []string // in stderr
+		calls bool     // Smartcar may be called before the error
+	}{
+		{
+			name: "a typo in SMARTCAR_VEHICLE_IDS, known from the cache",
+			setup: func(t *testing.T) []string {
+				return append(v3Env(srv, cachedAccount(t), "SMARTCAR_VEHICLE_IDS=typo-id"), anon...)
+			},
+			code: 2, want: []string{`SMARTCAR_VEHICLE_IDS: \"typo-id\" is not on this Smartcar account`, smartcarsim.TeslaID, smartcarsim.OtherID},
+		},
+		{
+			name: "a typo in SMARTCAR_VEHICLE_IDS, found by the first listing",
+			setup: func(t *testing.T) []string {
+				return append(v3Env(srv, t.TempDir(), "SMARTCAR_VEHICLE_IDS="+smartcarsim.TeslaID+",typo-id"), anon...)
+			},
+			code: 2, want: []string{`\"typo-id\" is not on this Smartcar account`, smartcarsim.OtherID}, calls: true,
+		},
+		{
+			name: "DATA_DIR held by another daemon",
+			setup: func(t *testing.T) []string {
+				dir := t.TempDir()
+				lock, err := lockfile.Acquire(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { lock.Release() })
+				return append(v3Env(srv, dir), anon...)
+			},
+			code: 2, want: []string{"is in use by another smartcar2mqtt (pid " + strconv.Itoa(os.Getpid()) + ")"},
+		},
+		{
+			name: "BROKER_LISTEN in use",
+			setup: func(t *testing.T) []string {
+				return append(v3Env(srv, t.TempDir()), "BROKER_ALLOW_ANONYMOUS=true", "HTTP_LISTEN=off", "BROKER_LISTEN="+holdPort(t))
+			},
+			code: 2, want: []string{`BROKER_LISTEN \"127.0.0.1:`, "address already in use"},
+		},
+		{
+			name: "HTTP_LISTEN in use",
+			setup: func(t *testing.T) []string {
+				return append(v3Env(srv, t.TempDir()), "BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN=127.0.0.1:0", "HTTP_LISTEN="+holdPort(t))
+			},
+			code: 2, want: []string{`HTTP_LISTEN \"127.0.0.1:`, "address already in use"},
+		},
+		{
+			name: "a torn API v2.0 token file",
+			setup: func(t *testing.T) []string {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, smartcar.TokenFile), []byte(`{"refresh_tok`), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return append([]string{"DATA_DIR=" + dir, "SMARTCAR_CLIENT_ID=legacy-uuid", "SMARTCAR_CLIENT_SECRET=legacy-secret-Hh2",
+					"SMARTCAR_API_URL=" + srv.URL + "/v2.0", "SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token"}, anon...)
+			},
+			code: 1, want: []string{smartcar.TokenFile},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := tt.setup(t)
+			before := len(sim.Requests())
+			code, _, stderr := runMain(t, env, "run")
+			if code != tt.code {
+				t.Fatalf("exit code %d, want %d:\n%s", code, tt.code, stderr)
+			}
+			var last string
+			for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				if strings.Contains(line, "level=error") {
+					last = line
+				}
+			}
+			if last == "" {
+				t.Fatalf("no error line:\n%s", stderr)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(last, want) {
+					t.Errorf("error line lacks %q:\n%s", want, last)
+				}
+			}
+			if d := doubledPrefix(last); d != "" {
+				t.Errorf("%q is said twice in a row: %s", d, last)
+			}
+			if strings.Contains(stderr, "msg=stopped") {
+				t.Errorf("a start-up failure is logged as a stop:\n%s", stderr)
+			}
+			if strings.Contains(stderr, "connected to the MQTT broker") && !tt.calls {
+				t.Errorf("an MQTT session began before the configuration problem was found:\n%s", stderr)
+			}
+			if n := len(sim.Requests()) - before; n > 0 && !tt.calls {
+				t.Errorf("%d Smartcar requests before a configuration problem was found", n)
+			}
+		})
+	}
+}
+
+// A fresh API v2.0 install without a login starts all the same: broker up,
+// bridge online, healthz 200 saying it waits for `auth`; when auth writes a
+// login and the vehicle list, the car appears without a restart.
+func TestNoLoginYetWaitsForAuth(t *testing.T) {
+	sim, srv := v3Sim(t)
+	dataDir := t.TempDir()
+	httpAddr := freeAddr(t)
+	d := startMain(t, []string{"DATA_DIR=" + dataDir, "SMARTCAR_CLIENT_ID=legacy-uuid", "SMARTCAR_CLIENT_SECRET=legacy-secret-Hh2",
+		"SMARTCAR_API_URL=" + srv.URL + "/v2.0", "SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token",
+		"BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN=127.0.0.1:0", "HTTP_LISTEN=" + httpAddr}, "run")
+	d.stderr.WaitLine(t, "no Smartcar login yet", 20*time.Second)
+	d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	resp, err := http.Get("http://" + httpAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	json.NewDecoder(resp.Body).Decode(&report)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(report.Checks["token"], "waiting: no Smartcar login yet") {
+		t.Errorf("healthz without a login: %d %+v, want 200 saying it waits", resp.StatusCode, report)
+	}
+
+	// `auth`, in another process, writes the login and the vehicle list.
+	rt := sim.IssueRefreshToken()
+	store := smartcar.NewTokenStore(dataDir)
+	if err := store.Save(&oauth2.Token{RefreshToken: rt}); err != nil {
+		t.Fatal(err)
+	}
+	if err := (smartcar.FleetCache{Path: filepath.Join(dataDir, smartcar.FleetFile)}).Save(smartcar.V2, []smartcar.VehicleDetails{
+		{Vehicle: smartcar.Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA", Model: "Model 3", Year: 2021},
+			Permissions: []string{smartcar.PermReadCharge, smartcar.PermControlCharge}, TeslaEndpoints: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	d.stderr.WaitLine(t, "announcing it to Home Assistant", 30*time.Second)
+	d.stop(t)
+}
