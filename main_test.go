@@ -282,10 +282,12 @@ func TestDemoHealthAndMetrics(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			httpAddr := freeAddr(t)
 			dataDir := t.TempDir()
-			d := startDemo(t, tt.env, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0")
+			d := startDemo(t, tt.env, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug")
 			d.stderr.WaitLine(t, tt.startLine, 20*time.Second)
 			// Up when it says it connected to the broker: wait on that line, not a clock.
 			d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+			// The vehicles are listed in the background, then read: wait for the read.
+			d.stderr.WaitLine(t, `why="after a read"`, 20*time.Second)
 
 			probe := exec.Command(d.cmd.Path, "healthcheck")
 			probe.Env = d.cmd.Env

@@ -120,8 +120,16 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	b.RemoveVehicles(known.Deselected)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
-	// The vehicle list, and cars `auth` connects while the daemon runs.
-	g.Go(func() error { return keeper.Run(gctx, known) })
+	// The vehicle list, and cars `auth` connects while the daemon runs: once
+	// Home Assistant has what is known, so a cold start waits for nothing.
+	g.Go(func() error {
+		select {
+		case <-b.Started():
+		case <-gctx.Done():
+			return nil
+		}
+		return keeper.Run(gctx, known)
+	})
 	if httpListener != nil {
 		metrics.WatchBridge(b.Status)
 		checks := []status.Check{

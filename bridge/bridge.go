@@ -112,6 +112,7 @@ type Bridge struct {
 	goneReq chan struct{}
 
 	serving  atomic.Bool
+	started  chan struct{} // closed once Run has connected and announced
 	connects atomic.Uint64
 	lost     atomic.Uint64
 	takeover takeoverWatch
@@ -198,6 +199,7 @@ func New(car Smartcar, vehicles []Vehicle, opts Options) (*Bridge, error) {
 		clear:       map[string]bool{},
 		unknown:     map[string]bool{},
 		goneReq:     make(chan struct{}, 1),
+		started:     make(chan struct{}),
 	}
 	if err := b.settings().Validate(); err != nil {
 		return nil, err
@@ -507,6 +509,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// waits for them too, since the announcer adds them before it returns.
 	wg.Go(func() { b.announcer(ctx, start) })
 	b.serving.Store(true)
+	close(b.started)
 
 	<-ctx.Done()
 	b.serving.Store(false)
@@ -523,6 +526,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.log.Info("MQTT session closed")
 	return nil
 }
+
+// Started is closed once Run has made its first connection and announced
+// what it knows: what a cold start owes Home Assistant before anything else.
+func (b *Bridge) Started() <-chan struct{} { return b.started }
 
 // connect makes the first connection, retrying with backoff and saying why it fails;
 // later losses are paho's auto-reconnect's job.

@@ -69,8 +69,9 @@ type Client struct {
 type generation interface {
 	version() string
 	// vehicles lists the account: the details of the vehicles in only (all
-	// when only is empty), and the id of every vehicle on it.
-	vehicles(ctx context.Context, c *Client, only []string) (wanted []VehicleDetails, account []string, err error)
+	// when only is empty), and the id of every vehicle on it. A generation
+	// that pays a call per vehicle for details may take them from known.
+	vehicles(ctx context.Context, c *Client, only []string, known []VehicleDetails) (wanted []VehicleDetails, account []string, err error)
 	read(ctx context.Context, c *Client, v Vehicle) (ChargeState, error)
 	chargePortDoor(ctx context.Context, c *Client, v Vehicle, a Action) error
 }
@@ -181,7 +182,15 @@ func (c *Client) Version() string { return c.api.version() }
 // that is an *UnknownVehiclesError. An empty account proves nothing (the
 // cars may not be connected yet), so it lists no vehicles and no error.
 func (c *Client) List(ctx context.Context, only []string) (Listing, error) {
-	vs, account, err := c.api.vehicles(ctx, c, only)
+	return c.ListKnowing(ctx, only, nil)
+}
+
+// ListKnowing is List for a daily refresh: a vehicle in known keeps its
+// details where they cost a call per vehicle (API v2.0's info and
+// permissions), so the refresh costs one call for the list, not 1 + 2 per car.
+// A listing after Smartcar said what we know is stale passes no known.
+func (c *Client) ListKnowing(ctx context.Context, only []string, known []VehicleDetails) (Listing, error) {
+	vs, account, err := c.api.vehicles(ctx, c, only, known)
 	if err != nil {
 		return Listing{}, fmt.Errorf("list vehicles: %w", err)
 	}

@@ -55,7 +55,7 @@ func (d VehicleDetails) CanReadCharge() bool {
 // fleetSource is the part of Client a FleetCache reads through.
 type fleetSource interface {
 	Version() string
-	List(ctx context.Context, only []string) (Listing, error)
+	ListKnowing(ctx context.Context, only []string, known []VehicleDetails) (Listing, error)
 }
 
 // FleetFile is the vehicle cache's file name inside DATA_DIR.
@@ -158,7 +158,7 @@ func (f FleetCache) Vehicles(ctx context.Context, src fleetSource, only []string
 	if !k.ListedAt.IsZero() && k.Complete && f.now().Sub(k.ListedAt) < f.MaxAge {
 		return k.Vehicles, nil
 	}
-	u, err := f.Refresh(ctx, src, only, nil)
+	u, err := f.Refresh(ctx, src, only, nil, false)
 	if err != nil {
 		return nil, err
 	}
@@ -178,15 +178,20 @@ type Update struct {
 // are vehicles Home Assistant knows from an earlier run that the cache does
 // not: they are counted as missing like the cached ones. An empty account
 // changes nothing: it proves nothing (a fresh login, an account just moved to
-// API v3 before its cars were connected again).
-func (f FleetCache) Refresh(ctx context.Context, src fleetSource, only, suspects []string) (Update, error) {
-	l, err := src.List(ctx, only)
-	if err != nil {
-		return Update{}, err
-	}
+// API v3 before its cars were connected again). With reuse, cached vehicles
+// keep their details where those cost a call per vehicle.
+func (f FleetCache) Refresh(ctx context.Context, src fleetSource, only, suspects []string, reuse bool) (Update, error) {
 	prev, err := f.load()
 	if err != nil || !f.answers(prev, src.Version()) {
 		prev = fleetFile{}
+	}
+	var known []VehicleDetails
+	if reuse {
+		known = prev.Vehicles
+	}
+	l, err := src.ListKnowing(ctx, only, known)
+	if err != nil {
+		return Update{}, err
 	}
 	now := f.now().UTC()
 	if len(l.Account) == 0 {

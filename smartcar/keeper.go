@@ -108,6 +108,7 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 	}
 	retry := k.opts.MinRetry
 	failing := false
+	stale := false // Smartcar said what we know is out of date: list it all again
 	var listedAt time.Time // of this process's last listing try
 
 	timer := time.NewTimer(max(0, next.Sub(now)))
@@ -130,6 +131,7 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 			}
 			continue
 		case <-k.stale:
+			stale = true
 			if wait := k.opts.StaleWait - k.cache.now().Sub(listedAt); wait > 0 && !listedAt.IsZero() {
 				if next.Sub(k.cache.now()) > wait {
 					next = k.cache.now().Add(wait)
@@ -142,7 +144,7 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 
 		listedAt = k.cache.now()
 		suspects := k.takeSuspects()
-		u, err := k.cache.Refresh(ctx, k.src, k.only, suspects)
+		u, err := k.cache.Refresh(ctx, k.src, k.only, suspects, !stale)
 		last = k.cache.raw() // our own write is no news
 		switch {
 		case ctx.Err() != nil:
@@ -165,6 +167,7 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 				k.opts.Recovered()
 			}
 			retry = k.opts.MinRetry
+			stale = false
 			k.opts.Changed(u)
 			next = listedAt.Add(k.opts.Every)
 		}

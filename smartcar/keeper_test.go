@@ -36,7 +36,7 @@ func TestRefreshRemovesOnlyAfterTwoListingsLackIt(t *testing.T) {
 
 	listing := func(suspects ...string) Update {
 		t.Helper()
-		u, err := f.Refresh(ctx, c, nil, suspects)
+		u, err := f.Refresh(ctx, c, nil, suspects, true)
 		if err != nil {
 			t.Fatalf("refresh: %v", err)
 		}
@@ -63,7 +63,7 @@ func TestRefreshRemovesOnlyAfterTwoListingsLackIt(t *testing.T) {
 	}
 	e.sim.AddVehicle(smartcarsim.Vehicle{ID: smartcarsim.TeslaID, Make: "TESLA", Model: "Model 3", Year: 2021}, []string{PermReadCharge, PermControlCharge})
 	e.sim.InjectFault(smartcarsim.Fault{Path: "/connections", Status: 500, Times: -1})
-	if _, err := f.Refresh(ctx, c, nil, nil); err == nil {
+	if _, err := f.Refresh(ctx, c, nil, nil, true); err == nil {
 		t.Fatal("a listing answered 500 did not fail")
 	}
 	e.sim.ClearFaults()
@@ -89,7 +89,7 @@ func TestFilterTypoIsAnErrorAndDeselectedCarsGo(t *testing.T) {
 	c, _ := e.v3Client()
 	ctx := ctxT(t)
 	f := FleetCache{Path: filepath.Join(e.dir, FleetFile), Now: e.clock.Now}
-	if _, err := f.Refresh(ctx, c, nil, nil); err != nil {
+	if _, err := f.Refresh(ctx, c, nil, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	calls := len(e.sim.Requests())
@@ -106,10 +106,10 @@ func TestFilterTypoIsAnErrorAndDeselectedCarsGo(t *testing.T) {
 	if n := len(e.sim.Requests()); n != calls {
 		t.Errorf("checking the filter against the cache made %d calls", n-calls)
 	}
-	if _, err := f.Refresh(ctx, c, []string{"typo-id"}, nil); !errors.As(err, &unknown) {
+	if _, err := f.Refresh(ctx, c, []string{"typo-id"}, nil, true); !errors.As(err, &unknown) {
 		t.Fatalf("listing with a typo = %v, want *UnknownVehiclesError", err)
 	}
-	u, err := f.Refresh(ctx, c, []string{smartcarsim.TeslaID}, nil)
+	u, err := f.Refresh(ctx, c, []string{smartcarsim.TeslaID}, nil, true)
 	if err != nil || !slices.Equal(u.Gone, []string{smartcarsim.OtherID}) || !slices.Equal(ids(u.Vehicles), []string{smartcarsim.TeslaID}) {
 		t.Fatalf("narrowed filter: %v gone %v, %v", ids(u.Vehicles), u.Gone, err)
 	}
@@ -124,7 +124,7 @@ func TestKnownServesAnyAge(t *testing.T) {
 	if k, err := f.Known(V3, nil); err != nil || !k.ListedAt.IsZero() || len(k.Vehicles) != 0 {
 		t.Fatalf("no cache: %+v, %v", k, err)
 	}
-	if _, err := f.Refresh(ctxT(t), c, []string{smartcarsim.TeslaID}, nil); err != nil {
+	if _, err := f.Refresh(ctxT(t), c, []string{smartcarsim.TeslaID}, nil, true); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(30 * 24 * time.Hour)
@@ -208,5 +208,36 @@ func TestKeeperListsInTheBackground(t *testing.T) {
 	var unknown *UnknownVehiclesError
 	if err := typo.Run(ctxT(t), Known{}); !errors.As(err, &unknown) {
 		t.Errorf("Run with a typo in the filter = %v, want *UnknownVehiclesError", err)
+	}
+}
+
+// A daily refresh through API v2.0 costs one call (the list), not one plus two
+// per car: the cars it knows keep their details. After Smartcar answered that
+// what we know is stale, the listing asks for everything again.
+func TestV2DailyRefreshCostsOneCall(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.client(t)
+	ctx := ctxT(t)
+	f := FleetCache{Path: filepath.Join(e.dir, FleetFile), Now: e.clock.Now}
+	if _, err := f.Refresh(ctx, c, nil, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	first := e.apiRequests()
+	if first != 1+2*2 {
+		t.Fatalf("first listing: %d API requests, want 1 + 2 per car", first)
+	}
+	u, err := f.Refresh(ctx, c, nil, nil, true)
+	if err != nil || len(u.Vehicles) != 2 || len(u.Vehicles[0].Permissions) == 0 {
+		t.Fatalf("daily refresh = %+v, %v", u, err)
+	}
+	if n := e.apiRequests() - first; n != 1 {
+		t.Errorf("daily refresh: %d API requests, want 1", n)
+	}
+	before := e.apiRequests()
+	if _, err := f.Refresh(ctx, c, nil, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.apiRequests() - before; n != 1+2*2 {
+		t.Errorf("listing after a stale answer: %d API requests, want 1 + 2 per car", n)
 	}
 }

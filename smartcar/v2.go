@@ -61,7 +61,7 @@ func (a *v2API) getJSON(ctx context.Context, c *Client, r request, out any) (str
 // vehicles lists the ids (GET /vehicles), then asks each wanted one for its
 // attributes and permissions. Every vehicle is marked TeslaEndpoints: v2.0
 // reads and moves the door through Tesla-only paths.
-func (a *v2API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, []string, error) {
+func (a *v2API) vehicles(ctx context.Context, c *Client, only []string, known []VehicleDetails) ([]VehicleDetails, []string, error) {
 	ids, err := a.ids(ctx, c)
 	if err != nil {
 		return nil, nil, err
@@ -69,6 +69,10 @@ func (a *v2API) vehicles(ctx context.Context, c *Client, only []string) ([]Vehic
 	out := make([]VehicleDetails, 0, len(ids))
 	for _, id := range ids {
 		if len(only) > 0 && !slices.Contains(only, id) {
+			continue
+		}
+		if i := slices.IndexFunc(known, func(k VehicleDetails) bool { return k.ID == id }); i >= 0 {
+			out = append(out, known[i])
 			continue
 		}
 		v, err := a.vehicle(ctx, c, id)

@@ -65,7 +65,7 @@ type relationship struct {
 
 // vehicles reads every page of GET /connections (only the user of
 // WithUserFilter's, when set), following links.next.
-func (v3API) vehicles(ctx context.Context, c *Client, only []string) ([]VehicleDetails, []string, error) {
+func (v3API) vehicles(ctx context.Context, c *Client, only []string, _ []VehicleDetails) ([]VehicleDetails, []string, error) {
 	q := url.Values{"page[number]": {"1"}, "page[size]": {strconv.Itoa(c.pageSize)}}
 	if c.userFilter != "" {
 		q.Set("filter[userId]", c.userFilter)
