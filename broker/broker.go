@@ -89,16 +89,16 @@ func (e *ListenError) Unwrap() error { return e.Err }
 // keeping the reason itself.
 func cause(err error) error {
 	for {
-		var op *net.OpError
-		var sys *os.SyscallError
-		var path *os.PathError
-		switch {
-		case errors.As(err, &op) && op.Err != nil && op == err:
-			err = op.Err
-		case errors.As(err, &sys) && sys == err:
-			err = sys.Err
-		case errors.As(err, &path) && path == err:
-			err = path.Err
+		switch e := err.(type) {
+		case *net.OpError:
+			if e.Err == nil {
+				return err
+			}
+			err = e.Err
+		case *os.SyscallError:
+			err = e.Err
+		case *os.PathError:
+			err = e.Err
 		default:
 			return err
 		}

@@ -26,8 +26,10 @@ Usage:
 Exit codes: 0 clean stop (SIGTERM/SIGINT), 1 any other failure,
 2 bad configuration (the message names every offending variable). Found at
 start, before any network call: a value out of range, a CA, certificate or key
-file that does not load, a DATA_DIR that cannot be created or written. Also 2:
-a DATA_DIR another smartcar2mqtt is using (one daemon per DATA_DIR).
+file that does not load, a DATA_DIR that cannot be created or written, a port
+in use. Also 2: a DATA_DIR another smartcar2mqtt is using (one daemon per DATA_DIR),
+and a SMARTCAR_VEHICLE_IDS id the account does not have (named, with the account's
+ids; known from the vehicle cache at start, or from the first listing).
 
 Smartcar API: v3 for apps created since mid-2026 (their API client id starts with
 client_; Connect needs SMARTCAR_APPLICATION_ID), the legacy v2.0 for older apps
