@@ -90,7 +90,14 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	keeper := smartcar.NewFleetKeeper(fleet, api.client, cfg.SmartcarVehicleIDs, smartcar.KeeperOptions{
 		Changed: func(u smartcar.Update) { b.Apply(u) },
 		Trouble: func(err error, retryIn time.Duration) {
-			log.WithError(err).Warnf("cannot list the vehicles from Smartcar: serving those known from the last listing and trying again in the background (next in %s)", retryIn)
+			f := smartcar.Describe(err, 0)
+			serving := "serving the vehicles known from the last listing"
+			if known.ListedAt.IsZero() {
+				serving = "no vehicles known yet"
+			}
+			log.WithFields(logrus.Fields{"error": f.Type + ":" + f.Code, "request_id": f.RequestID}).
+				Warnf("cannot list the vehicles from Smartcar: %s; %s, trying again in the background (next in %s)", f.Description, serving, retryIn)
+			log.WithError(err).Debug("listing the vehicles failed: the error as the Smartcar client returned it")
 		},
 		Recovered: func() { log.Info("listed the vehicles from Smartcar again") },
 	})
