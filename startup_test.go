@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/oauth2"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/lockfile"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
@@ -201,4 +204,87 @@ func TestNoLoginYetWaitsForAuth(t *testing.T) {
 	}
 	d.stderr.WaitLine(t, "announcing it to Home Assistant", 30*time.Second)
 	d.stop(t)
+}
+
+// A restart while Smartcar is out of reach (the server up before the router
+// after a power cut), with a vehicle cache a week old, or with credentials
+// Smartcar refuses: the daemon starts all the same, its broker up, the bridge
+// online and the known car announced; it keeps trying in the background.
+func TestColdStartWhatever(t *testing.T) {
+	_, srv := v3Sim(t)
+	for _, tt := range []struct {
+		name string
+		env  func(dataDir string) []string
+		want string // in the log: what it waits for
+	}{
+		{"Smartcar out of reach", func(dataDir string) []string {
+			closed := "http://" + freeAddr(t)
+			return []string{"DATA_DIR=" + dataDir, "SMARTCAR_CLIENT_ID=client_e2e", "SMARTCAR_CLIENT_SECRET=api-secret-Kk8",
+				"SMARTCAR_API_URL=" + closed + "/v3", "SMARTCAR_TOKEN_URL=" + closed + "/oauth2/token"}
+		}, "NETWORK:CONNECTION_REFUSED"},
+		{"credentials refused", func(dataDir string) []string {
+			return v3Env(srv, dataDir, "SMARTCAR_CLIENT_SECRET=not-the-secret")
+		}, "cannot list the vehicles from Smartcar"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			fleet := smartcar.FleetCache{Path: filepath.Join(dataDir, smartcar.FleetFile), Now: func() time.Time { return time.Now().Add(-7 * 24 * time.Hour) }}
+			if err := fleet.Save(smartcar.V3, []smartcar.VehicleDetails{{
+				Vehicle:     smartcar.Vehicle{ID: smartcarsim.TeslaID, UserID: smartcarsim.UserID, Make: "TESLA", Model: "Model 3", Year: 2021},
+				Permissions: []string{smartcar.PermReadCharge, smartcar.PermControlCharge},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+			brokerAddr := freeAddr(t)
+			d := startMain(t, append(tt.env(dataDir), "BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN="+brokerAddr, "HTTP_LISTEN=off"), "run")
+			d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+
+			var got itest.Record[mqtt.Message]
+			ha := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("ha-cold"))
+			if tok := ha.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("connect: %v", tok.Error())
+			}
+			defer ha.Disconnect(50)
+			config := discovery.ConfigTopic("homeassistant", smartcarsim.TeslaID)
+			if tok := ha.SubscribeMultiple(map[string]byte{config: 0, "smartcar2mqtt/status": 0}, func(_ mqtt.Client, m mqtt.Message) { got.Add(m) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatalf("subscribe: %v", tok.Error())
+			}
+			got.WaitFor(t, "the known car's discovery and the bridge online", 20*time.Second, func(ms []mqtt.Message) bool {
+				var announced, online bool
+				for _, m := range ms {
+					announced = announced || m.Topic() == config && len(m.Payload()) > 0
+					online = online || m.Topic() == "smartcar2mqtt/status" && string(m.Payload()) == "online"
+				}
+				return announced && online
+			})
+			d.stderr.WaitLine(t, tt.want, 20*time.Second)
+			if n := strings.Count(d.stderr.Text(), "cannot list the vehicles"); n != 1 {
+				t.Errorf("the listing trouble was logged %d times, want once", n)
+			}
+			d.stop(t)
+			for _, m := range got.All() {
+				if m.Topic() == config && len(m.Payload()) == 0 {
+					t.Error("the known car was removed from Home Assistant")
+				}
+			}
+		})
+	}
+}
+
+// Two daemons on one DATA_DIR: the second exits 2 naming the first's pid,
+// having touched nothing.
+func TestSecondDaemonOnOneDataDir(t *testing.T) {
+	_, srv := v3Sim(t)
+	dataDir := t.TempDir()
+	common := []string{"BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN=127.0.0.1:0", "HTTP_LISTEN=off"}
+	first := startMain(t, append(v3Env(srv, dataDir), common...), "run")
+	first.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	code, _, stderr := runMain(t, append(v3Env(srv, dataDir), common...), "run")
+	if code != 2 || !strings.Contains(stderr, "is in use by another smartcar2mqtt (pid "+strconv.Itoa(first.cmd.Process.Pid)+")") {
+		t.Errorf("second daemon: exit %d\n%s\nwant 2 naming pid %d", code, stderr, first.cmd.Process.Pid)
+	}
+	if strings.Contains(stderr, "broker started") {
+		t.Errorf("the second daemon started a broker before finding the lock:\n%s", stderr)
+	}
+	first.stop(t)
 }
