@@ -6,12 +6,12 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -119,9 +119,7 @@ func driveSession(t *testing.T, d *child, httpAddr, doorMetric string, grab func
 	grab()
 
 	type msg struct{ topic, payload string }
-	var mu sync.Mutex
-	var got []msg
-	changed := make(chan struct{})
+	var got itest.Record[msg]
 	opts := mqtt.NewClientOptions().AddBroker("tcp://" + m[1]).SetClientID("audit-ha").
 		SetUsername(auditBrokerUser).SetPassword(auditBrokerPassword).SetAutoReconnect(false)
 	ha := mqtt.NewClient(opts)
@@ -131,33 +129,32 @@ func driveSession(t *testing.T, d *child, httpAddr, doorMetric string, grab func
 	defer ha.Disconnect(50)
 	const base = "smartcar2mqtt/" + smartcarsim.TeslaID
 	if tok := ha.Subscribe(base+"/#", 1, func(_ mqtt.Client, m mqtt.Message) {
-		mu.Lock()
-		got = append(got, msg{m.Topic(), string(m.Payload())})
-		close(changed)
-		changed = make(chan struct{})
-		mu.Unlock()
+		got.Add(msg{m.Topic(), string(m.Payload())})
 	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	waitMsg := func(after int, what string, ok func(msg) bool) int {
 		t.Helper()
-		deadline := time.NewTimer(20 * time.Second)
-		defer deadline.Stop()
-		for {
-			mu.Lock()
-			msgs, ch := got, changed
-			mu.Unlock()
+		found, waited := -1, false
+		defer func() {
+			// The wait fails the test with runtime.Goexit, which runs this: show
+			// what did come instead.
+			t.Helper()
+			if !waited {
+				t.Logf("got instead: %v", got.All())
+			}
+		}()
+		got.WaitFor(t, what+" from the daemon", 20*time.Second, func(msgs []msg) bool {
 			for i := after; i < len(msgs); i++ {
 				if ok(msgs[i]) {
-					return i
+					found = i
+					return true
 				}
 			}
-			select {
-			case <-ch:
-			case <-deadline.C:
-				t.Fatalf("no %s from the daemon within 20 s; got %v", what, msgs)
-			}
-		}
+			return false
+		})
+		waited = true
+		return found
 	}
 	publish := func(topic, payload string) {
 		t.Helper()

@@ -224,7 +224,7 @@ func TestColdStartWhatever(t *testing.T) {
 		}, "NETWORK:CONNECTION_REFUSED"},
 		{"credentials refused", func(dataDir string) []string {
 			return v3Env(srv, dataDir, "SMARTCAR_CLIENT_SECRET=not-the-secret")
-		}, "cannot list the vehicles from Smartcar"},
+		}, "OAUTH:invalid_client"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dataDir := t.TempDir()
@@ -257,7 +257,10 @@ func TestColdStartWhatever(t *testing.T) {
 				}
 				return announced && online
 			})
-			d.stderr.WaitLine(t, tt.want, 20*time.Second)
+			line := d.stderr.WaitLine(t, "cannot list the vehicles from Smartcar", 20*time.Second)
+			if !strings.Contains(line, tt.want) {
+				t.Errorf("the listing trouble does not say %q:\n%s", tt.want, line)
+			}
 			if n := strings.Count(d.stderr.Text(), "cannot list the vehicles"); n != 1 {
 				t.Errorf("the listing trouble was logged %d times, want once", n)
 			}

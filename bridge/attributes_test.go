@@ -3,13 +3,11 @@ package bridge
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -131,7 +129,7 @@ func TestReadKeepsTheFailedCommandFailed(t *testing.T) {
 // result stays unknown, because a read is not the command's answer.
 func TestCommandWithoutAnAnswerIsUnknown(t *testing.T) {
 	e, f := newFlakyEnv(t, time.Second)
-	logs := newFieldLog(t)
+	logs := newLogWatch(t)
 	e.log = logs.logger
 	e.startBridge()
 	user := e.recorder(base + "/#")
@@ -153,7 +151,7 @@ func TestCommandWithoutAnAnswerIsUnknown(t *testing.T) {
 		}
 	}
 	user.waitPayload(opening, teslaTopics.LastError, "TIMEOUT:OUTCOME_UNKNOWN")
-	entry := logs.waitFor(t, "the command's end without a result", func(l fieldEntry) bool {
+	entry := logs.waitFor(t, "the command's end without a result", func(l logEntry) bool {
 		return l.Level == logrus.WarnLevel && l.Fields["action"] == "OPEN"
 	})
 	if entry.Fields["result"] != "unknown" || entry.Fields["error"] != "TIMEOUT:OUTCOME_UNKNOWN" || entry.Fields["description"] != desc {
@@ -330,74 +328,4 @@ func TestGuideShowsTheAttributesAsPublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkShape(t, a) // the bridge keeps to the same contract as the guide
-}
-
-// fieldLog is a logger whose entries, with their fields, a test can wait for.
-type fieldLog struct {
-	logger *logrus.Logger
-
-	mu      sync.Mutex
-	entries []fieldEntry
-	changed chan struct{}
-}
-
-type fieldEntry struct {
-	Level   logrus.Level
-	Message string
-	Fields  map[string]string // values as %v prints them
-}
-
-func newFieldLog(t *testing.T) *fieldLog {
-	l := &fieldLog{logger: logrus.New(), changed: make(chan struct{})}
-	l.logger.SetOutput(io.Discard)
-	if testing.Verbose() {
-		l.logger.SetOutput(testWriter{t})
-	}
-	l.logger.SetLevel(logrus.DebugLevel)
-	l.logger.AddHook(l)
-	return l
-}
-
-func (l *fieldLog) Levels() []logrus.Level { return logrus.AllLevels }
-
-// all is every entry so far.
-func (l *fieldLog) all() []fieldEntry {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.entries)
-}
-
-func (l *fieldLog) Fire(e *logrus.Entry) error {
-	fields := make(map[string]string, len(e.Data))
-	for k, v := range e.Data {
-		fields[k] = fmt.Sprint(v)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, fieldEntry{Level: e.Level, Message: e.Message, Fields: fields})
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return nil
-}
-
-// waitFor waits until an entry satisfies ok and returns it.
-func (l *fieldLog) waitFor(t *testing.T, what string, ok func(fieldEntry) bool) fieldEntry {
-	t.Helper()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		entries, changed := l.entries, l.changed
-		l.mu.Unlock()
-		for _, e := range entries {
-			if ok(e) {
-				return e
-			}
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for the log to say %s; it said %d entries", what, len(entries))
-		}
-	}
 }

@@ -150,14 +150,14 @@ func TestValidCommandParsesWithoutGarbage(t *testing.T) {
 // shows, not Go's error text. Each planned poll is logged at debug with its reason.
 func TestCommandEndAndNextPollAreLogged(t *testing.T) {
 	e, f := newFlakyEnv(t, 5*time.Second)
-	logs := newFieldLog(t)
+	logs := newLogWatch(t)
 	e.log = logs.logger
 	run := e.startBridge()
 	user := e.recorder(base + "/#")
 	n := ready(user, "closed")
 	scheduled := func(why string) {
 		t.Helper()
-		entry := logs.waitFor(t, "the next poll planned "+why, func(l fieldEntry) bool {
+		entry := logs.waitFor(t, "the next poll planned "+why, func(l logEntry) bool {
 			return l.Level == logrus.DebugLevel && l.Message == "next poll scheduled" && l.Fields["why"] == why
 		})
 		if entry.Fields["vehicle"] != tesla || entry.Fields["at"] == "" || entry.Fields["in"] == "" {
@@ -168,7 +168,7 @@ func TestCommandEndAndNextPollAreLogged(t *testing.T) {
 
 	user.publish(teslaTopics.Command, false, "OPEN")
 	n = user.waitPayload(n, teslaTopics.State, "open")
-	done := logs.waitFor(t, "the OPEN's end", func(l fieldEntry) bool { return l.Message == "charge port command finished" })
+	done := logs.waitFor(t, "the OPEN's end", func(l logEntry) bool { return l.Message == "charge port command finished" })
 	if done.Level != logrus.InfoLevel || done.Fields["action"] != "OPEN" || done.Fields["result"] != "success" || done.Fields["duration"] == "" {
 		t.Errorf("the OPEN's end is logged as %s %q %v", done.Level, done.Message, done.Fields)
 	}
@@ -177,7 +177,7 @@ func TestCommandEndAndNextPollAreLogged(t *testing.T) {
 	f.down()
 	user.publish(teslaTopics.Command, false, "CLOSE")
 	user.waitPayload(n, teslaTopics.State, "closing")
-	failed := logs.waitFor(t, "the CLOSE's failure", func(l fieldEntry) bool { return l.Message == "charge port command failed" })
+	failed := logs.waitFor(t, "the CLOSE's failure", func(l logEntry) bool { return l.Message == "charge port command failed" })
 	if failed.Level != logrus.WarnLevel || failed.Fields["action"] != "CLOSE" || failed.Fields["result"] != "error" ||
 		failed.Fields["error"] != "NETWORK:CONNECTION_REFUSED" || failed.Fields["duration"] == "" {
 		t.Errorf("the CLOSE's failure is logged as %s %q %v", failed.Level, failed.Message, failed.Fields)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -26,10 +25,6 @@ import (
 // The fault suite: the broker dies, Smartcar is down, slow or failing, DATA_DIR
 // refuses writes. In each case the bridge must stay up, say what went wrong, and
 // work again by itself once the fault is gone, without spending calls twice.
-
-func isDoorPost(r smartcarsim.Request) bool {
-	return r.Method == http.MethodPost && strings.HasSuffix(r.Path, "/charge/charge_port_door")
-}
 
 func waitSimRequest(t *testing.T, sim *smartcarsim.Simulator, what string, match func(smartcarsim.Request) bool) smartcarsim.Request {
 	t.Helper()
@@ -60,15 +55,21 @@ func neverOffline(t *testing.T, msgs []message) {
 // nothing retained, so everything seen afterwards was published again), and must not
 // send the command it had already received a second time.
 func TestBrokerRestartReconnectsWithoutRepeatingCommands(t *testing.T) {
-	e := newEnv(t, "mosquitto", smartcarsim.Options{Latency: time.Second})
+	e := newEnv(t, "mosquitto", smartcarsim.Options{})
+	// The OPEN is held at Smartcar's front until the broker is back: mid-command
+	// however long the restart takes (a fixed car latency could end first).
+	front := e.throughFront()
 	e.startBridge()
 	user := e.recorder(base + "/#")
 	ready(user, "closed")
 
+	release := front.holdDoors()
+	defer release()
 	user.publish(teslaTopics.Command, false, "OPEN")
-	waitSimRequest(t, e.sim, "the OPEN", isDoorPost)
+	front.waitDoor(t)
 	e.mosquitto.Stop() // SIGKILL, mid-command: no will, no goodbye
 	e.mosquitto.Start()
+	release()
 
 	// The restarted broker is empty: online, discovery and the state are here only
 	// because the bridge published them again after reconnecting.
@@ -107,22 +108,34 @@ func TestBrokerRestartReconnectsWithoutRepeatingCommands(t *testing.T) {
 }
 
 // flakySmartcar stands in front of the simulator on a fixed address that can go away
-// (connection refused) and come back, and can make every request slow.
+// (connection refused) and come back, and can hold requests: door commands until
+// the test releases them, or every request until the client gives up.
 type flakySmartcar struct {
-	t     *testing.T
-	sim   http.Handler
-	addr  string
-	delay atomic.Int64  // nanoseconds added before each request reaches the simulator
-	doors atomic.Int32  // door commands that reached the front, delayed ones included
-	door  chan struct{} // a token per door command arriving
-	held  atomic.Pointer[chan struct{}]
+	t   *testing.T
+	sim http.Handler
+	// addr is fixed once listening, so that up listens again where the bridge dials.
+	addr string
+	// stalled: a request arriving now is never answered; it ends when the client
+	// gives up. Slower than any timeout, without racing a timer of the test's own.
+	stalled atomic.Bool
+	doors   atomic.Int32 // door commands that reached the front, stalled ones included
+	door    chan string  // the path of each door command arriving
+	held    atomic.Pointer[chan struct{}]
 
 	mu  sync.Mutex
 	srv *http.Server
 }
 
+// throughFront puts a flakySmartcar between the bridge (started after) and the
+// simulator, and returns it.
+func (e *env) throughFront() *flakySmartcar {
+	f := newFlakySmartcar(e.t, e.sim)
+	e.api, e.token = f.url()+"/v2.0", f.url()+"/oauth/token"
+	return f
+}
+
 func newFlakySmartcar(t *testing.T, sim http.Handler) *flakySmartcar {
-	f := &flakySmartcar{t: t, sim: sim, addr: "127.0.0.1:0", door: make(chan struct{}, 1000)}
+	f := &flakySmartcar{t: t, sim: sim, addr: "127.0.0.1:0", door: make(chan string, 1000)}
 	f.up()
 	t.Cleanup(f.down)
 	return f
@@ -158,7 +171,7 @@ func (f *flakySmartcar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/charge/charge_port_door") {
 		f.doors.Add(1)
 		select {
-		case f.door <- struct{}{}:
+		case f.door <- r.URL.Path:
 		default:
 		}
 		if held := f.held.Load(); held != nil {
@@ -169,14 +182,9 @@ func (f *flakySmartcar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if d := time.Duration(f.delay.Load()); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return // the client gave up: Smartcar never answered
-		}
+	if f.stalled.Load() {
+		<-r.Context().Done()
+		return // the client gave up: Smartcar never answered
 	}
 	f.sim.ServeHTTP(w, r)
 }
@@ -195,13 +203,15 @@ func (f *flakySmartcar) holdDoors() (release func()) {
 	}
 }
 
-// waitDoor waits for the next door command to reach the front.
-func (f *flakySmartcar) waitDoor(t *testing.T) {
+// waitDoor waits for the next door command to reach the front and returns its path.
+func (f *flakySmartcar) waitDoor(t *testing.T) string {
 	t.Helper()
 	select {
-	case <-f.door:
+	case path := <-f.door:
+		return path
 	case <-time.After(15 * time.Second):
 		t.Fatal("no door command reached Smartcar within 15 s")
+		return ""
 	}
 }
 
@@ -209,8 +219,7 @@ func (f *flakySmartcar) waitDoor(t *testing.T) {
 // with a short SMARTCAR_TIMEOUT and quick retries.
 func newFlakyEnv(t *testing.T, timeout time.Duration) (*env, *flakySmartcar) {
 	e := newEnv(t, "mochi", smartcarsim.Options{})
-	f := newFlakySmartcar(t, e.sim)
-	e.api, e.token = f.url()+"/v2.0", f.url()+"/oauth/token"
+	f := e.throughFront()
 	e.clientOpts = []smartcar.Option{smartcar.WithTimeout(timeout), smartcar.WithBackoff(10 * time.Millisecond)}
 	return e, f
 }
@@ -278,7 +287,7 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 	n := ready(user, "closed")
 	reads := chargeReads(e)
 
-	f.delay.Store(int64(3 * time.Second)) // longer than SMARTCAR_TIMEOUT
+	f.stalled.Store(true) // slower than SMARTCAR_TIMEOUT, however long that is
 	user.publish(teslaTopics.Command, false, "OPEN")
 	opening := user.waitPayload(n, teslaTopics.State, "opening")
 	attrs := user.waitAttributes(opening, teslaTopics.Attributes, hasErrorType("TIMEOUT"))
@@ -293,7 +302,7 @@ func TestSmartcarSlowerThanTheTimeout(t *testing.T) {
 	}
 	user.waitPayload(opening, teslaTopics.State, "closed")
 
-	f.delay.Store(0)
+	f.stalled.Store(false) // requests still stalled stay so until the bridge gives up
 	n = user.count()
 	pressed := time.Now()
 	user.publish(teslaTopics.Refresh, false, "")
@@ -361,69 +370,6 @@ func TestSmartcarFailingForAWhile(t *testing.T) {
 		t.Errorf("%d reads after the first failure, want 3 tries then 1", got)
 	}
 	neverOffline(t, mustMessages(user))
-}
-
-// logWatch records a logger's entries so a test can wait for one.
-type logWatch struct {
-	logger *logrus.Logger
-
-	mu      sync.Mutex
-	entries []logEntry
-	changed chan struct{}
-}
-
-type logEntry struct {
-	Level   logrus.Level
-	Message string
-	Error   string
-}
-
-func newLogWatch(t *testing.T) *logWatch {
-	w := &logWatch{logger: logrus.New(), changed: make(chan struct{})}
-	w.logger.SetOutput(io.Discard)
-	w.logger.SetLevel(logrus.DebugLevel)
-	if testing.Verbose() {
-		w.logger.SetOutput(testWriter{t})
-	}
-	w.logger.AddHook(w)
-	return w
-}
-
-func (w *logWatch) Levels() []logrus.Level { return logrus.AllLevels }
-
-func (w *logWatch) Fire(e *logrus.Entry) error {
-	var errText string
-	if err, ok := e.Data[logrus.ErrorKey].(error); ok {
-		errText = err.Error()
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.entries = append(w.entries, logEntry{Level: e.Level, Message: e.Message, Error: errText})
-	close(w.changed)
-	w.changed = make(chan struct{})
-	return nil
-}
-
-// waitFor waits until an entry satisfies ok and returns it.
-func (w *logWatch) waitFor(t *testing.T, what string, ok func(logEntry) bool) logEntry {
-	t.Helper()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	for {
-		w.mu.Lock()
-		entries, changed := w.entries, w.changed
-		w.mu.Unlock()
-		for _, e := range entries {
-			if ok(e) {
-				return e
-			}
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for the log to say %s; it said %d entries", what, len(entries))
-		}
-	}
 }
 
 // refuseWrites makes dir refuse new files and returns how to undo it. As a normal

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,11 +20,16 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 const (
 	burstSize   = 100_000
 	burstMarker = "END-OF-BURST" // a bad command the bridge logs: the burst's last message
+	// burstWait bounds a hang while a burst is written and handled: generous, since
+	// a loaded machine under -race takes tens of seconds over 100,000 messages.
+	burstWait = time.Minute
 )
 
 // TestHostileCommandTraffic is anyone who can publish to the command topic doing their
@@ -39,16 +43,7 @@ const (
 // ending mid-burst makes the count prove nothing.
 func TestHostileCommandTraffic(t *testing.T) {
 	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
-		front := newFlakySmartcar(t, e.sim)
-		e.api, e.token = front.url()+"/v2.0", front.url()+"/oauth/token"
-		seen := &commandLog{}
-		e.log = seen.logger(t)
-		drops := &dropCounter{notify: seen.notify}
-		if e.broker != nil {
-			if err := e.broker.AddHook(drops, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		front, seen, drops := e.watchCommands()
 		e.startBridge()
 		// Not subscribed to the command topic: the test's own copy of the burst
 		// would otherwise sit in its heap and in the measurement.
@@ -128,13 +123,35 @@ func TestHostileCommandTraffic(t *testing.T) {
 	})
 }
 
+// watchCommands sets e up for a flood of commands: the bridge reaches Smartcar
+// through a flakySmartcar (to hold a door call in flight), logs to a commandLog,
+// and what the embedded broker drops is counted, all of them waking the same wait.
+func (e *env) watchCommands() (*flakySmartcar, *commandLog, *dropCounter) {
+	front := e.throughFront()
+	// The door call the test holds must outlast any wait for the burst: were it to
+	// time out first, the bridge would move on mid-burst and the count prove nothing.
+	e.clientOpts = append(e.clientOpts, smartcar.WithTimeout(2*burstWait))
+	seen := &commandLog{}
+	e.log = seen.logger(e.t)
+	drops := &dropCounter{notify: seen.notify}
+	if e.broker != nil {
+		if err := e.broker.AddHook(drops, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return front, seen, drops
+}
+
 // dropCounter counts the messages the embedded broker drops because a client's queue
-// is full (mochi drops QoS 0 then; mosquitto keeps them).
+// is full (mochi drops them then, whatever their QoS; the test's mosquitto keeps
+// them: see newEnv).
 type dropCounter struct {
 	mochi.HookBase
-	all, open atomic.Int64
-	marker    atomic.Bool
-	notify    func()
+	all      atomic.Int64 // every message dropped
+	commands atomic.Int64 // those to the Tesla's command topic (the bridge is its only subscriber)
+	open     atomic.Int64 // those of them that say OPEN
+	marker   atomic.Bool  // burstMarker was dropped
+	notify   func()
 }
 
 func (h *dropCounter) ID() string { return "test-drop-counter" }
@@ -143,15 +160,17 @@ func (h *dropCounter) Provides(b byte) bool { return b == mochi.OnPublishDropped
 
 func (h *dropCounter) OnPublishDropped(_ *mochi.Client, pk packets.Packet) {
 	h.all.Add(1)
-	switch {
-	case pk.TopicName != teslaTopics.Command:
-	case string(pk.Payload) == "OPEN":
-		h.open.Add(1)
-		h.notify()
-	case string(pk.Payload) == burstMarker:
-		h.marker.Store(true)
-		h.notify()
+	if pk.TopicName != teslaTopics.Command {
+		return
 	}
+	h.commands.Add(1)
+	switch string(pk.Payload) {
+	case "OPEN":
+		h.open.Add(1)
+	case burstMarker:
+		h.marker.Store(true)
+	}
+	h.notify()
 }
 
 // rawBurst connects with a minimal MQTT 3.1.1 client of its own and writes n QoS 0
@@ -169,7 +188,7 @@ func rawBurst(t *testing.T, e *env, n int) {
 		t.Fatalf("raw client: %v", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	conn.SetDeadline(time.Now().Add(burstWait)) // the broker may read slowly, but must read
 
 	var connect []byte
 	connect = appendString(connect, "MQTT")
@@ -232,18 +251,21 @@ func writePacket(w *bufio.Writer, header byte, body []byte) {
 // commandLog counts what the bridge logs about commands, without keeping the lines:
 // the burst makes tens of thousands, and the heap is being measured.
 type commandLog struct {
-	t       *testing.T
-	ignored atomic.Int64 // "bad command ignored"
-	dropped atomic.Int64 // "same command already in flight: dropped"
-	marker  atomic.Bool  // burstMarker was ignored as a bad command
+	t        *testing.T
+	ignored  atomic.Int64 // "bad command ignored"
+	received atomic.Int64 // "command received": every valid command the bridge took
+	dropped  atomic.Int64 // "same command already in flight: dropped"
+	marker   atomic.Bool  // burstMarker was ignored as a bad command
+	last     atomic.Int64 // when the last drop was logged, in Unix nanoseconds
 
-	mu      sync.Mutex
-	last    time.Time // of the last drop
-	changed chan struct{}
+	// changes wakes waitBurst at each change of the counts (here, or the broker's
+	// dropCounter). Its items are of size zero: the record grows by nothing,
+	// however long the burst.
+	changes itest.Record[struct{}]
 }
 
 func (c *commandLog) logger(t *testing.T) *logrus.Logger {
-	c.t, c.changed = t, make(chan struct{})
+	c.t = t
 	l := logrus.New()
 	l.SetOutput(io.Discard)
 	l.SetLevel(logrus.DebugLevel)
@@ -268,44 +290,42 @@ func (c *commandLog) Fire(e *logrus.Entry) error {
 			break
 		}
 		c.ignored.Add(1)
+	case "command received":
+		c.received.Add(1)
+		c.notify()
 	case "same command already in flight: dropped":
-		c.mu.Lock()
+		// last first: once waitBurst sees the drop counted, it reads the time of a
+		// drop at least as late.
+		c.last.Store(time.Now().UnixNano())
 		c.dropped.Add(1)
-		c.last = time.Now()
-		c.mu.Unlock()
 		c.notify()
 	}
 	return nil
 }
 
-func (c *commandLog) notify() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	close(c.changed)
-	c.changed = make(chan struct{})
-}
+// notify says that a count changed; a count is always changed before its notify.
+func (c *commandLog) notify() { c.changes.Add(struct{}{}) }
 
 // waitBurst waits until done holds for the number of commands dropped as already in
 // flight and whether the marker was seen (asked again at every change), and returns
 // when the last drop was logged.
 func (c *commandLog) waitBurst(t *testing.T, done func(dropped int64, marker bool) bool) time.Time {
 	t.Helper()
-	deadline := time.NewTimer(25 * time.Second) // the bridge's call to Smartcar times out at 30 s
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		dropped, last, changed := c.dropped.Load(), c.last, c.changed
-		c.mu.Unlock()
-		marker := c.marker.Load()
-		if done(dropped, marker) {
-			return last
+	handled := false
+	defer func() {
+		// The wait fails the test with runtime.Goexit, which runs this: say how far
+		// the bridge got.
+		t.Helper()
+		if !handled {
+			t.Logf("%d commands taken by the bridge, %d dropped as already in flight, marker seen %v", c.received.Load(), c.dropped.Load(), c.marker.Load())
 		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("the bridge did not handle the burst within 25 s: %d commands dropped as already in flight, marker seen %v", dropped, marker)
-		}
-	}
+	}()
+	// watchCommands made the door call the test holds outlast this wait.
+	c.changes.WaitFor(t, "the bridge to handle the burst", burstWait, func([]struct{}) bool {
+		return done(c.dropped.Load(), c.marker.Load())
+	})
+	handled = true
+	return time.Unix(0, c.last.Load())
 }
 
 // heapInUse is the live heap after a full collection, in bytes.

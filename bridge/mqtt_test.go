@@ -3,11 +3,12 @@ package bridge
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 )
 
 // message is one publish seen by a test client.
@@ -22,10 +23,7 @@ type message struct {
 type recorder struct {
 	t      *testing.T
 	client mqtt.Client
-
-	mu      sync.Mutex
-	msgs    []message
-	changed chan struct{} // closed and replaced on every new message
+	msgs   itest.Record[message]
 }
 
 // connectRecorder connects to url and subscribes to filters (QoS 1).
@@ -38,7 +36,7 @@ func connectRecorder(t *testing.T, url, user, pass string, filters ...string) *r
 // (TLS settings, say) before it connects; nil changes nothing.
 func connectRecorderWith(t *testing.T, url, user, pass string, configure func(*mqtt.ClientOptions), filters ...string) *recorder {
 	t.Helper()
-	r := &recorder{t: t, changed: make(chan struct{})}
+	r := &recorder{t: t}
 	opts := mqtt.NewClientOptions().AddBroker(url).SetUsername(user).SetPassword(pass).
 		SetClientID(fmt.Sprintf("test-%s-%d", strings.ReplaceAll(t.Name(), "/", "-"), time.Now().UnixNano())).
 		SetCleanSession(true).SetAutoReconnect(false).SetOrderMatters(true)
@@ -64,35 +62,27 @@ func connectRecorderWith(t *testing.T, url, user, pass string, configure func(*m
 }
 
 func (r *recorder) record(_ mqtt.Client, m mqtt.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()})
-	close(r.changed)
-	r.changed = make(chan struct{})
+	r.msgs.Add(message{Topic: m.Topic(), Payload: string(m.Payload()), Retained: m.Retained()})
 }
 
-func (r *recorder) snapshot() ([]message, chan struct{}) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]message(nil), r.msgs...), r.changed
-}
+// snapshot is every message received so far.
+func (r *recorder) snapshot() []message { return r.msgs.All() }
 
 // waitFor blocks until ok holds for the messages received so far, or fails the test.
 func (r *recorder) waitFor(what string, ok func([]message) bool) []message {
 	r.t.Helper()
-	deadline := time.NewTimer(15 * time.Second)
-	defer deadline.Stop()
-	for {
-		msgs, changed := r.snapshot()
-		if ok(msgs) {
-			return msgs
+	waited := false
+	defer func() {
+		// The wait fails the test with runtime.Goexit, which runs this: show what
+		// did come instead.
+		r.t.Helper()
+		if !waited {
+			r.t.Logf("received instead:\n%s", dump(r.msgs.All()))
 		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			r.t.Fatalf("timed out waiting for %s; received:\n%s", what, dump(msgs))
-		}
-	}
+	}()
+	msgs := r.msgs.WaitFor(r.t, what, 15*time.Second, ok)
+	waited = true
+	return msgs
 }
 
 // waitPayload waits for a message on topic with the given payload, seen after the
@@ -112,10 +102,7 @@ func (r *recorder) waitPayload(after int, topic, payload string) int {
 	return idx
 }
 
-func (r *recorder) count() int {
-	msgs, _ := r.snapshot()
-	return len(msgs)
-}
+func (r *recorder) count() int { return r.msgs.Len() }
 
 func (r *recorder) publish(topic string, retained bool, payload string) {
 	r.t.Helper()

@@ -12,11 +12,11 @@ import (
 // change, rather than an endless "lost the connection".
 func TestClientIDTakenOverIsNamed(t *testing.T) {
 	forEachBroker(t, smartcarsim.Options{}, func(t *testing.T, e *env) {
-		logs := newFieldLog(t)
+		logs := newLogWatch(t)
 		e.log = logs.logger
 		e.startBridge()
 		e.startBridge() // a second daemon, same MQTT_CLIENT_ID
-		got := logs.waitFor(t, "that another client keeps taking over the client id", func(f fieldEntry) bool {
+		got := logs.waitFor(t, "that another client keeps taking over the client id", func(f logEntry) bool {
 			return strings.Contains(f.Message, "keeps taking over this client id")
 		})
 		if !strings.Contains(got.Message, "MQTT_CLIENT_ID=smartcar2mqtt-test") || got.Fields["client_id"] != "smartcar2mqtt-test" {
@@ -30,11 +30,11 @@ func TestClientIDTakenOverIsNamed(t *testing.T) {
 func TestWrongMQTTPasswordNamesTheVariables(t *testing.T) {
 	e := newEnv(t, "mochi", smartcarsim.Options{})
 	e.mqtt.Username, e.mqtt.Password = haUser, "not-"+haPass
-	logs := newFieldLog(t)
+	logs := newLogWatch(t)
 	e.log = logs.logger
 	e.startBridge()
 	// The second refusal: it kept trying, with backoff.
-	logs.waitFor(t, "the refused login, named, and a retry", func(f fieldEntry) bool {
+	logs.waitFor(t, "the refused login, named, and a retry", func(f logEntry) bool {
 		return strings.Contains(f.Message, "check MQTT_USERNAME and MQTT_PASSWORD") && strings.Contains(f.Message, "retrying in 2s")
 	})
 	for _, f := range logs.all() {

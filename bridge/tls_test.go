@@ -1,16 +1,9 @@
 package bridge
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,7 +22,8 @@ import (
 // same accounts.
 func TestEmbeddedBrokerTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, pool := selfSigned(t, dir)
+	certFile, keyFile := itest.SelfSignedCert(t, dir, "127.0.0.1")
+	pool := itest.CertPool(t, certFile)
 	b, err := broker.Start(broker.Options{
 		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
 		Username: haUser, Password: haPass, DataDir: dir, BaseTopic: base, Log: testLog(t),
@@ -74,42 +68,9 @@ func TestEmbeddedBrokerBadTLSFilesStopStartup(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "smartcar2mqtt test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 func TestMQTTCAFile(t *testing.T) {
 	dir := t.TempDir()
-	certFile, _, _ := selfSigned(t, dir)
+	certFile, _ := itest.SelfSignedCert(t, dir, "127.0.0.1")
 	notPEM := filepath.Join(dir, "not.pem")
 	os.WriteFile(notPEM, []byte("hello"), 0o600)
 	for _, tt := range []struct {
@@ -133,7 +94,7 @@ func TestMQTTCAFile(t *testing.T) {
 // bridge trusting that CA through MQTT_CA_FILE (and refusing the broker without it).
 func TestExternalBrokerOverTLS(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, _ := selfSigned(t, dir)
+	certFile, keyFile := itest.SelfSignedCert(t, dir, "127.0.0.1")
 	opts := fmt.Sprintf("certfile %s\nkeyfile %s\n", certFile, keyFile)
 	if os.Geteuid() == 0 {
 		// As root, mosquitto drops to its own user before reading the key, which
@@ -148,7 +109,7 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 	e.startBridge()
 
 	trustCA := func(o *mqtt.ClientOptions) {
-		o.SetTLSConfig(&tls.Config{RootCAs: mustPool(t, certFile), MinVersion: tls.VersionTLS12})
+		o.SetTLSConfig(&tls.Config{RootCAs: itest.CertPool(t, certFile), MinVersion: tls.VersionTLS12})
 	}
 	r := connectRecorderWith(t, m.URL(), "", "", trustCA, base+"/#")
 	n := ready(r, "closed")
@@ -162,17 +123,4 @@ func TestExternalBrokerOverTLS(t *testing.T) {
 		untrusted.Disconnect(0)
 		t.Error("a client without the CA connected")
 	}
-}
-
-func mustPool(t *testing.T, certFile string) *x509.CertPool {
-	t.Helper()
-	pem, err := os.ReadFile(certFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("no certificate in", certFile)
-	}
-	return pool
 }

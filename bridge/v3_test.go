@@ -245,7 +245,11 @@ func TestV3RefusedCredentialsTakeVehiclesOffline(t *testing.T) {
 	entry := logs.waitFor(t, "one line naming the credentials", func(l logEntry) bool {
 		return strings.Contains(l.Message, "refused the API credentials") && strings.Contains(l.Message, "SMARTCAR_CLIENT_SECRET")
 	})
-	if strings.Contains(entry.Message+entry.Error, simAPIClientSecret) {
+	shown := entry.Message
+	for _, v := range entry.Fields { // the error's text among them
+		shown += "\n" + v
+	}
+	if strings.Contains(shown, simAPIClientSecret) {
 		t.Error("the log line shows the secret")
 	}
 }

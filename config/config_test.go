@@ -6,11 +6,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"maps"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,6 +18,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 )
 
 // specVariables is the product specification's list (plus BROKER_TLS_LISTEN, named in the
@@ -262,7 +262,7 @@ func TestRequired(t *testing.T) {
 }
 
 func TestValidation(t *testing.T) {
-	cert, key := selfSigned(t)
+	cert, key := itest.SelfSignedCert(t, t.TempDir(), "broker.test")
 	ca := cert
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	dir := t.TempDir()
@@ -495,8 +495,8 @@ func TestLoadReadsProcessEnvironment(t *testing.T) {
 // TestAgreesWithEnvconfig: the tags are real envconfig tags and LoadFrom
 // decodes like envconfig.Process whenever every variable is set non-empty.
 func TestAgreesWithEnvconfig(t *testing.T) {
-	certFile, keyFile := selfSigned(t)
-	caPath, _ := selfSigned(t)
+	certFile, keyFile := itest.SelfSignedCert(t, t.TempDir(), "broker.test")
+	caPath, _ := itest.SelfSignedCert(t, t.TempDir(), "broker.test")
 	env := map[string]string{
 		"SMARTCAR_CLIENT_ID":      "id",
 		"SMARTCAR_CLIENT_SECRET":  "secret",
@@ -555,48 +555,6 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 	}
 }
 
-// keyPair is a fresh ECDSA P-256 key and its self-signed certificate, in PEM.
-type keyPair struct{ certPEM, keyPEM []byte }
-
-func newKeyPair(t *testing.T) keyPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "broker.test"},
-		DNSNames:              []string{"broker.test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return keyPair{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
-	}
-}
-
-// selfSigned writes a matching certificate and key and returns their paths;
-// the certificate is also a CA certificate, good for MQTT_CA_FILE.
-func selfSigned(t *testing.T) (certPath, keyPath string) {
-	t.Helper()
-	p := newKeyPair(t)
-	return tempFile(t, "cert.pem", p.certPEM), tempFile(t, "key.pem", p.keyPEM)
-}
-
 // keyLines are the base64 lines of every PEM file in data: key material
 // that must never appear in a problem.
 func keyLines(data ...[]byte) []string {
@@ -615,7 +573,7 @@ func keyLines(data ...[]byte) []string {
 // as the daemon loads them, the file at fault is named, and no problem
 // shows a byte of a key.
 func TestPEMFiles(t *testing.T) {
-	good, other := newKeyPair(t), newKeyPair(t)
+	good, other := itest.NewKeyPair(t, "broker.test"), itest.NewKeyPair(t, "broker.test")
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -637,15 +595,15 @@ func TestPEMFiles(t *testing.T) {
 		return pem.EncodeToMemory(&pem.Block{Type: typ, Headers: headers, Bytes: b})
 	}
 	files := map[string][]byte{
-		"cert":          good.certPEM,
-		"key":           good.keyPEM,
-		"other key":     other.keyPEM,
-		"chain":         append(slices.Clone(good.certPEM), other.certPEM...),
-		"key then cert": append(slices.Clone(good.keyPEM), good.certPEM...),
+		"cert":          good.CertPEM,
+		"key":           good.KeyPEM,
+		"other key":     other.KeyPEM,
+		"chain":         append(slices.Clone(good.CertPEM), other.CertPEM...),
+		"key then cert": append(slices.Clone(good.KeyPEM), good.CertPEM...),
 		"text":          []byte("not PEM at all\n"),
 		"empty":         nil,
 		"bad cert":      block("CERTIFICATE", garbage, nil),
-		"bad and good":  append(block("CERTIFICATE", garbage, nil), other.certPEM...),
+		"bad and good":  append(block("CERTIFICATE", garbage, nil), other.CertPEM...),
 		"bad key":       block("PRIVATE KEY", garbage, nil),
 		"sec1 key":      block("EC PRIVATE KEY", sec1, nil),
 		"ed25519 key":   block("PRIVATE KEY", edPKCS8, nil),

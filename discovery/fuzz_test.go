@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/haschema"
 )
 
 // fuzzSettings are two valid installations: the defaults, and a nested base

@@ -108,7 +108,7 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 	}
 	retry := k.opts.MinRetry
 	failing := false
-	stale := false // Smartcar said what we know is out of date: list it all again
+	stale := false         // Smartcar said what we know is out of date: list it all again
 	var listedAt time.Time // of this process's last listing try
 
 	timer := time.NewTimer(max(0, next.Sub(now)))

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/haschema"
 )
 
 // chargeDevice is a valid device payload with one entity of each kind the

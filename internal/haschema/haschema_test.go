@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/haschema"
 )
 
 const devTopic = "homeassistant/device/smartcar2mqtt_V1/config"

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/discovery/haschema"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/haschema"
 )
 
 // TestEverythingDiscoveryEmits runs both validators over every payload
