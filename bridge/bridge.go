@@ -300,6 +300,12 @@ func (b *Bridge) newWorker(v Vehicle) *worker {
 // discovery, a worker and its first read, without a restart. Cars already
 // served are left as they are. It never blocks.
 func (b *Bridge) AddVehicles(vs []Vehicle) {
+	// A car removed earlier that a listing shows again is back.
+	b.goneMu.Lock()
+	for _, v := range vs {
+		delete(b.gone, v.ID)
+	}
+	b.goneMu.Unlock()
 	b.pendMu.Lock()
 	b.pending = append(b.pending, vs...)
 	b.pendMu.Unlock()

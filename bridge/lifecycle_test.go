@@ -212,5 +212,20 @@ func TestVehicleGoneFromTheAccountIsRemovedAfterTwoListings(t *testing.T) {
 				t.Errorf("%s of the removed Ford is still retained", m.Topic)
 			}
 		}
+
+		// Connected again: the next listing brings it back, without a restart.
+		e.sim.AddVehicle(smartcarsim.Vehicle{ID: smartcarsim.OtherID, UserID: smartcarsim.UserID, Make: "FORD", Model: "Mustang Mach-E", Year: 2022},
+			[]string{smartcar.PermReadVehicleInfo, smartcar.PermReadCharge, smartcar.PermControlCharge})
+		n = late.count()
+		r.keeper.Stale()
+		e.nextListing(t)
+		late.waitFor("the Ford announced again once it is back", func(ms []message) bool {
+			for _, m := range ms[n:] {
+				if m.Topic == ford && m.Payload != "" {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }
