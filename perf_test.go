@@ -367,7 +367,8 @@ func BenchmarkDaemonWarmStart(b *testing.B) {
 //
 // Reported: idle memory before, the peak, memory 30 s, 150 s and 300 s after the
 // burst (target: back within 10% of idle; the Go runtime returns freed memory to
-// the system after a garbage collection, and an idle daemon runs one every 2 min),
+// the system after a garbage collection, and an idle daemon runs one every 2 min
+// once it has run a first, which the daemon does at the end of start-up),
 // the door calls the burst cost, and how long the daemon took to handle it.
 func BenchmarkDaemonCommandBurst(b *testing.B) {
 	const (

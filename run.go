@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -125,6 +126,12 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 		return err
 	}
 	b.RemoveVehicles(known.Deselected)
+	// Start-up is done: collect once and return what it freed. An idle daemon
+	// allocates too little to start a collection, and Go's periodic one (every
+	// 2 min) only runs after a first, so start-up's garbage would stay resident
+	// and the collector's own bookkeeping (about 1 MB, which the runtime keeps
+	// for good) would be paid at the first burst of messages instead of here.
+	debug.FreeOSMemory()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
 	// The vehicle list, and cars `auth` connects while the daemon runs: once

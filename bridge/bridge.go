@@ -672,7 +672,9 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	}
 	switch r.kind {
 	case routeRefresh:
-		log().Debug("refresh asked: reading the car")
+		if debugEnabled(b.log) {
+			log().Debug("refresh asked: reading the car")
+		}
 		w.mail.requestRead()
 	case routeCommand:
 		if why := *w.doorWhy.Load(); why != "" {
@@ -684,10 +686,14 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 			log().WithError(err).Warn("bad command ignored")
 			return
 		}
-		log().WithField("action", a).Debug("command received")
-		if !w.mail.putCommand(a) {
-			// Debug: a flood of repeats would otherwise flood the log too.
-			log().WithField("action", a).Debug("same command already in flight: dropped")
+		queued := w.mail.putCommand(a)
+		// Debug lines only when they are written: a flood of commands must not
+		// allocate a log entry each.
+		if debugEnabled(b.log) {
+			log().WithField("action", a).Debug("command received")
+			if !queued {
+				log().WithField("action", a).Debug("same command already in flight: dropped")
+			}
 		}
 	}
 }
@@ -762,6 +768,18 @@ func (p pahoPublisher) publish(topic string, retained bool, payload []byte) {
 		}
 	default:
 	}
+}
+
+// debugEnabled says whether log writes debug lines; one that cannot say is
+// taken to write them.
+func debugEnabled(log logrus.FieldLogger) bool {
+	switch l := log.(type) {
+	case *logrus.Entry:
+		return l.Logger.IsLevelEnabled(logrus.DebugLevel)
+	case *logrus.Logger:
+		return l.IsLevelEnabled(logrus.DebugLevel)
+	}
+	return true
 }
 
 func redactURL(raw string) string {
