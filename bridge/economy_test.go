@@ -200,9 +200,12 @@ func TestVehicleLeavingTheFilterIsRemovedFromHomeAssistant(t *testing.T) {
 			_, ok := findTopic(ms, discovery.ConfigTopic(prefix, tesla))
 			return ok
 		})
-		for _, topic := range gone {
-			if m, ok := findTopic(msgs, topic); ok {
-				t.Errorf("%s of the removed car is still retained: %.80q", topic, m.Payload)
+		// An empty message is a removal still arriving live (the clear may be sent
+		// twice: for the removal, and again when the broker hands the old config
+		// back), never retained content.
+		for _, m := range msgs {
+			if slices.Contains(gone, m.Topic) && m.Payload != "" {
+				t.Errorf("%s of the removed car is still retained: %.80q", m.Topic, m.Payload)
 			}
 		}
 	})
