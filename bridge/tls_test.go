@@ -9,64 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/smartcar2mqtt/smartcar2mqtt/broker"
-	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
-	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
-
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
+	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 )
-
-// With BROKER_TLS_CERT/KEY the embedded broker also speaks MQTT over TLS, with the
-// same accounts.
-func TestEmbeddedBrokerTLS(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := itest.SelfSignedCert(t, dir, "127.0.0.1")
-	pool := itest.CertPool(t, certFile)
-	b, err := broker.Start(broker.Options{
-		Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: certFile, TLSKey: keyFile,
-		Username: haUser, Password: haPass, DataDir: dir, BaseTopic: base, Log: testLog(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	if b.TLSAddr() == nil {
-		t.Fatal("no TLS listener")
-	}
-	connect := func(pass string) error {
-		opts := mqtt.NewClientOptions().AddBroker("ssl://" + b.TLSAddr().String()).
-			SetUsername(haUser).SetPassword(pass).SetClientID("tls-test").SetAutoReconnect(false).
-			SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-		c := mqtt.NewClient(opts)
-		tok := c.Connect()
-		if !tok.WaitTimeout(10 * time.Second) {
-			return os.ErrDeadlineExceeded
-		}
-		if tok.Error() == nil {
-			c.Disconnect(0)
-		}
-		return tok.Error()
-	}
-	if err := connect(haPass); err != nil {
-		t.Errorf("TLS connect with Home Assistant's account: %v", err)
-	}
-	if err := connect("wrong"); err == nil {
-		t.Error("TLS connect with a wrong password was let in")
-	}
-}
-
-func TestEmbeddedBrokerBadTLSFilesStopStartup(t *testing.T) {
-	dir := t.TempDir()
-	bad := filepath.Join(dir, "cert.pem")
-	os.WriteFile(bad, []byte("not a certificate"), 0o600)
-	_, err := broker.Start(broker.Options{Listen: "127.0.0.1:0", TLSListen: "127.0.0.1:0", TLSCert: bad, TLSKey: bad,
-		AllowAnonymous: true, DataDir: dir, BaseTopic: base, Log: testLog(t)})
-	if err == nil {
-		t.Fatal("a broken certificate was accepted")
-	}
-}
 
 func TestMQTTCAFile(t *testing.T) {
 	dir := t.TempDir()
