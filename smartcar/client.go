@@ -240,11 +240,12 @@ var errUnfinishedCommand = errors.New("the answer ended before the command finis
 // OutcomeUnknown reports whether a failed command may still have reached the
 // car: it timed out, the connection failed once the request was on its way, or
 // the answer ended before the outcome. The state should then be read, never the
-// command sent again blindly. A refused connection sent nothing, and a cancel
-// is the daemon stopping: neither is unknown.
+// command sent again blindly. A failure before the request could leave (no
+// name, a refused or timed-out connection, an untrusted one, no login) sent
+// nothing, and a cancel is the daemon stopping: neither is unknown.
 func OutcomeUnknown(err error) bool {
 	var e *Error
-	if err == nil || errors.As(err, &e) || errors.Is(err, context.Canceled) {
+	if err == nil || errors.As(err, &e) || errors.Is(err, context.Canceled) || sentNothing(Describe(err, 0)) {
 		return false
 	}
 	if errors.Is(err, errUnfinishedCommand) || TransportOutcome(err) == OutcomeTimeout {

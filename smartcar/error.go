@@ -470,7 +470,7 @@ func Describe(err error, waited time.Duration) Failure {
 // says that the door may have moved.
 func DescribeCommand(err error, waited time.Duration) Failure {
 	f := Describe(err, waited)
-	if !OutcomeUnknown(err) || sentNothing(f) {
+	if !OutcomeUnknown(err) {
 		return f
 	}
 	f.Code = CodeOutcomeUnknown

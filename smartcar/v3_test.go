@@ -409,6 +409,8 @@ func TestOutcomeUnknown(t *testing.T) {
 		{"Smartcar answered", &Error{StatusCode: 409, Type: TypeVehicleState}, false},
 		{"connection refused: nothing sent", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, false},
 		{"daemon stopping", fmt.Errorf("open: %w", context.Canceled), false},
+		{"no name: nothing sent", fmt.Errorf("open: %w", &net.DNSError{Err: "no such host", Name: "vehicle.api.smartcar.com", IsNotFound: true}), false},
+		{"no login: nothing sent", fmt.Errorf("open: %w", ErrNoToken), false},
 		{"timeout", fmt.Errorf("open: %w", context.DeadlineExceeded), true},
 		{"reset while waiting", &net.OpError{Op: "read", Err: errors.New("connection reset by peer")}, true},
 		{"answer cut short", fmt.Errorf("open: %w", errUnfinishedCommand), true},
