@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -124,11 +125,20 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 		cfg.SmartcarPollInterval = 30 * time.Second
 	}
 	cfg.BrokerTLSCert, cfg.BrokerTLSKey = "", ""
+	if cfg.HTTPEnabled() {
+		// The simulated Smartcar's webhook, pointed at the daemon's receiver
+		// and signed with a token of this run's (or the user's).
+		if !cfg.IsSet("SMARTCAR_WEBHOOK_SECRET") {
+			cfg.SmartcarWebhookSecret = config.Secret(rand.Text())
+		}
+		banner.webhook = "http://" + net.JoinHostPort(demoBrokerHost(cfg.HTTPListen), listenPort(cfg.HTTPListen)) + "/webhooks/smartcar"
+		sim.SetWebhook(banner.webhook, cfg.SmartcarWebhookSecret.Reveal())
+	}
 
 	printDemoHelp(stdout, cfg, banner)
 	g.Go(func() error {
 		defer srv.Close()
-		return daemon(gctx, cfg, log)
+		return daemon(gctx, cfg, log, daemonOptions{})
 	})
 	return g.Wait()
 }
@@ -262,6 +272,7 @@ func listenCause(err error) error {
 // demoBanner is what the banner says beyond the configuration.
 type demoBanner struct {
 	simulator string // the simulator's base URL, for the plug and unplug lines
+	webhook   string // where the simulator delivers webhooks; "" for nowhere (HTTP_LISTEN=off)
 	// The default addresses found unusable, nil when the listener is there.
 	brokerTaken, httpTaken *takenAddr
 }
@@ -307,6 +318,13 @@ func printDemoHelp(w io.Writer, cfg *config.Config, b demoBanner) {
 		fmt.Fprintf(w, "%s, so /healthz and /metrics took port %s; set HTTP_LISTEN to choose (or off).\n", b.httpTaken, listenPort(cfg.HTTPListen))
 	}
 
+	// With the HTTP server on, the simulated Smartcar delivers a plug-in by
+	// its webhook at once; without it, only a read shows it.
+	pollNote, plugNote := "", "The daemon learns it at its next read, or at once with the read above (HTTP_LISTEN is off, so\nno webhook from the simulated Smartcar reaches it).\n"
+	if b.webhook != "" {
+		pollNote = ", and only once a day while webhook deliveries arrive"
+		plugNote = "The simulated Smartcar delivers the change at once by its webhook, signed, to\n" + b.webhook + ": plugged_in and the door change with no Smartcar call.\n"
+	}
 	fmt.Fprintf(w, `
 Watch everything it publishes:
   mosquitto_sub %[1]s -v %[2]s
@@ -315,14 +333,14 @@ Open and close the charge port (the simulated car takes 2 s):
   mosquitto_pub %[1]s -t %[3]s -m OPEN
   mosquitto_pub %[1]s -t %[3]s -m CLOSE
 
-Read the car now (one simulated Smartcar call; it also polls every %[5]s):
+Read the car now (one simulated Smartcar call; it also polls every %[5]s%[8]s):
   mosquitto_pub %[1]s -t %[4]s -m PRESS
 
 Plug the simulated car in or out, as you would at the car:
   curl -X POST %[6]s/simulator/vehicles/%[7]s/plug
   curl -X POST %[6]s/simulator/vehicles/%[7]s/unplug
-
-`, conn, watch, shellQuote(topics.Command), shellQuote(topics.Refresh), cfg.SmartcarPollInterval, b.simulator, v)
+%[9]s
+`, conn, watch, shellQuote(topics.Command), shellQuote(topics.Refresh), cfg.SmartcarPollInterval, b.simulator, v, pollNote, plugNote)
 
 	switch host, loopback := demoBrokerReach(cfg.BrokerListen); {
 	case !cfg.EmbeddedBroker():
@@ -361,6 +379,7 @@ BROKER_LISTEN=127.0.0.1:%[2]s keeps it on this machine.
 	fmt.Fprintln(w)
 	if cfg.HTTPEnabled() {
 		h := "http://" + net.JoinHostPort(demoBrokerHost(cfg.HTTPListen), listenPort(cfg.HTTPListen))
+		fmt.Fprintf(w, "The web page, with the cars and Connect a car (the simulator approves at once): %s/\n", h)
 		fmt.Fprintf(w, "Health and metrics: %[1]s/healthz and %[1]s/metrics\n", h)
 	}
 	fmt.Fprintf(w, "State is kept in %s. Stop with Ctrl-C.\n", cfg.DataDir)

@@ -53,16 +53,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintf(stdout, "smartcar2mqtt %s (commit %s, %s)\n", version, buildCommit(), runtime.Version())
 		return exitOK
-	case "run", "demo", "auth", "healthcheck":
+	case "run", "demo", "auth", "addon", "healthcheck":
 	default:
 		fmt.Fprintf(stderr, "smartcar2mqtt: unknown command %q\n\n", command)
 		config.Usage(stderr)
 		return exitBadConfig
 	}
 
-	cfg, err := config.Load(command)
+	var cfg *config.Config
+	var err error
+	if command == "addon" || command == "healthcheck" && config.InAddon(os.LookupEnv) {
+		cfg, err = config.LoadAddon(command, os.LookupEnv)
+	} else {
+		cfg, err = config.Load(command)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "smartcar2mqtt: %v\n(smartcar2mqtt --help lists every variable)\n", err)
+		hint := "smartcar2mqtt --help lists every variable"
+		if command == "addon" {
+			hint = "the add-on's Documentation tab lists every option"
+		}
+		fmt.Fprintf(stderr, "smartcar2mqtt: %v\n(%s)\n", err, hint)
 		return exitBadConfig
 	}
 	log := newLogger(cfg, stderr)
@@ -74,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = demo(ctx, cfg, log, stdout)
 	case "auth":
 		err = authorize(ctx, cfg, stdout)
+	case "addon":
+		err = addon(ctx, cfg, log)
 	case "healthcheck":
 		if err := healthcheck(ctx, cfg); err != nil {
 			fmt.Fprintf(stderr, "smartcar2mqtt: %v\n", err)
@@ -81,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	default:
-		err = daemon(ctx, cfg, log)
+		err = daemon(ctx, cfg, log, daemonOptions{})
 	}
 	if err != nil {
 		// The error is the message: each part of it names its own operation.

@@ -105,8 +105,8 @@ func buildDaemon(b *testing.B) string {
 }
 
 // start runs the daemon against mqttURL, or with the embedded broker on
-// brokerAddr when mqttURL is empty.
-func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
+// brokerAddr when mqttURL is empty; extra variables override the defaults.
+func (w *perfWorld) start(mqttURL, brokerAddr string, extra ...string) *daemonRun {
 	w.b.Helper()
 	env := []string{
 		"SMARTCAR_CLIENT_ID=" + perfAPIClientID,
@@ -133,6 +133,7 @@ func (w *perfWorld) start(mqttURL, brokerAddr string) *daemonRun {
 	} else {
 		env = append(env, "BROKER_LISTEN="+brokerAddr, "BROKER_ALLOW_ANONYMOUS=true")
 	}
+	env = append(env, extra...) // the last of a variable wins
 	d := &daemonRun{
 		cmd:    exec.Command(w.bin, "run"),
 		stderr: &itest.Output{},

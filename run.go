@@ -28,7 +28,7 @@ import (
 // power cut that brings the server up before the router still starts Home
 // Assistant's broker and the bridge at once. The embedded broker starts first
 // and stops last.
-func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
+func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts daemonOptions) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("DATA_DIR: %w", err)
 	}
@@ -151,7 +151,21 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 			{Name: "token", Run: api.healthy},
 			{Name: "bridge", Run: b.CheckServing},
 		}
-		g.Go(func() error { return status.Serve(gctx, httpListener, status.Handler(checks, metrics)) })
+		page := &status.Page{
+			Bridge: b.Status, Usage: func() smartcar.UsageSnapshot { return usage.Snapshot(time.Now()) },
+			Login: api.healthy, APIVersion: cfg.APIVersion(), PollInterval: cfg.SmartcarPollInterval, Version: version,
+		}
+		page.Connect, page.ConnectMissing = webConnect(gctx, cfg, api, fleet, keeper)
+		routes := status.Routes{Checks: checks, Metrics: metrics, Page: page}
+		if cfg.SmartcarWebhookSecret != "" {
+			routes.Webhook = status.NewWebhook(status.WebhookOptions{Secret: cfg.SmartcarWebhookSecret.Reveal(), To: b, Metrics: metrics, Log: log})
+			log.WithField("listen", cfg.HTTPListen).Info("Smartcar webhook receiver on POST /webhooks/smartcar: Smartcar's callback URL is this path, exposed over HTTPS")
+		}
+		handler := status.Handler(routes)
+		g.Go(func() error { return status.Serve(gctx, httpListener, handler) })
+		if opts.ingress != nil {
+			g.Go(func() error { return status.Serve(gctx, opts.ingress, status.OnlyFrom(handler, opts.ingressProxy)) })
+		}
 	}
 	if api.keepAlive != nil {
 		g.Go(func() error {
@@ -166,6 +180,51 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry) error {
 	return g.Wait()
 }
 
+// daemonOptions are what a command adds to the daemon: the add-on's Ingress
+// listener, which serves the web page to the Supervisor's proxy only.
+type daemonOptions struct {
+	ingress      net.Listener // nil: none
+	ingressProxy string       // the one address allowed on ingress
+}
+
+// webConnect is the web page's Connect a car for the API generation in use,
+// or why it cannot be offered.
+func webConnect(ctx context.Context, cfg *config.Config, api smartcarAPI, fleet smartcar.FleetCache, keeper *smartcar.FleetKeeper) (status.Connector, string) {
+	if cfg.APIVersion() == config.APIV3 {
+		if cfg.SmartcarApplicationID == "" {
+			return nil, "Connect needs the Application ID: set SMARTCAR_APPLICATION_ID (smartcar_application_id in the add-on), from Smartcar's dashboard → Configuration"
+		}
+		c := smartcar.ConnectV3{ApplicationID: cfg.SmartcarApplicationID, ConnectURL: cfg.SmartcarConnectURL,
+			RedirectURI: cfg.SmartcarRedirectURI, Mode: cfg.SmartcarMode, Client: api.client}
+		// What the daemon knows is what was connected before: no call,
+		// unless nothing was ever listed.
+		before := func(ctx context.Context) ([]smartcar.VehicleDetails, error) {
+			if known, err := fleet.Known(smartcar.V3, nil); err == nil && !known.ListedAt.IsZero() {
+				return known.Vehicles, nil
+			}
+			return api.client.Vehicles(ctx, nil)
+		}
+		return smartcar.NewWebConnectV3(ctx, c, before, func(_ context.Context, c smartcar.Connected) error {
+			// The listing that showed the car is the vehicle cache, as
+			// after `auth`; the keeper hands the new car to the bridge.
+			if err := fleet.Save(smartcar.V3, c.Vehicles); err != nil {
+				return err
+			}
+			keeper.LookNow()
+			return nil
+		}), ""
+	}
+	c := smartcar.Connect{Config: oauthConfig(cfg), Mode: cfg.SmartcarMode, Store: smartcar.NewTokenStore(cfg.DataDir), UserAgent: userAgent()}
+	return smartcar.NewWebConnectV2(ctx, c, func(context.Context, smartcar.Connected) error {
+		if err := api.adopt(); err != nil {
+			return err
+		}
+		// A new login may see other cars or permissions: list them all.
+		keeper.ListNow()
+		return nil
+	}), ""
+}
+
 // fleetMaxAge is how old a vehicle listing `auth` accepts before it lists
 // again; the daemon serves any age and refreshes daily in the background.
 const fleetMaxAge = 24 * time.Hour
@@ -176,6 +235,7 @@ type smartcarAPI struct {
 	client    *smartcar.Client
 	healthy   func() error
 	keepAlive func(ctx context.Context) // nil: nothing to keep alive
+	adopt     func() error              // v2.0: take the login Connect just saved
 }
 
 // newSmartcar builds the login and client for the API generation the
@@ -210,13 +270,13 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 		return smartcarAPI{}, err
 	}
 	if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
-		log.Warn("no Smartcar login yet: run `smartcar2mqtt auth` (or set SMARTCAR_REFRESH_TOKEN); the daemon waits and picks the login up by itself")
+		log.Warn("no Smartcar login yet: press Connect a car on the web page, or run `smartcar2mqtt auth` (or set SMARTCAR_REFRESH_TOKEN); the daemon waits and picks the login up by itself")
 	}
 	return smartcarAPI{
 		client: smartcar.NewV2Client(cfg.SmartcarAPIURL, tokens, clientOpts...),
 		healthy: func() error {
 			if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
-				return status.Waiting("no Smartcar login yet: run smartcar2mqtt auth")
+				return status.Waiting("no Smartcar login yet: press Connect a car on the web page, or run smartcar2mqtt auth")
 			} else if err != nil {
 				return err
 			}
@@ -224,6 +284,7 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 		},
 		// Refresh tokens die after 60 days unused: renew at 30 even when idle.
 		keepAlive: func(ctx context.Context) { tokens.KeepAlive(ctx, smartcar.DefaultRefreshMaxAge) },
+		adopt:     tokens.Adopt,
 	}, nil
 }
 

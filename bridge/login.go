@@ -53,7 +53,7 @@ func (l *loginWatch) lost(err error) {
 	}
 	l.down = true
 	if errors.Is(err, smartcar.ErrNoToken) {
-		l.log.Warn("no Smartcar login yet: run `smartcar2mqtt auth` to connect the car; the daemon picks the login up by itself. Every vehicle is offline until then")
+		l.log.Warn("no Smartcar login yet: connect the car (Connect a car on the web page, or `smartcar2mqtt auth`); the daemon picks the login up by itself. Every vehicle is offline until then")
 	} else {
 		l.log.WithError(err).Error(smartcar.LoginAdvice(err) + ". Every vehicle is offline until then")
 	}

@@ -19,6 +19,8 @@ type mailbox struct {
 	read      bool
 	republish bool
 	login     bool
+	// deliveries are Smartcar's webhook deliveries, oldest first.
+	deliveries []Delivery
 }
 
 func newMailbox() *mailbox { return &mailbox{wake: make(chan struct{}, 1)} }
@@ -64,13 +66,16 @@ const (
 	jobNone job = iota
 	jobRepublish
 	jobCheckLogin
+	jobDeliveries
 	jobCommand
 	jobRead
 )
 
 // take returns the next job, republish first (cheap, and it is why HA is waiting),
-// then a login check (it decides whether calls can work), then a command, then a
-// read. A command taken becomes the one in flight until done.
+// then a login check (it decides whether calls can work), then webhook
+// deliveries (no call: HA gets them at once), then a command, then a read. A
+// command taken becomes the one in flight until done; deliveries are then
+// taken with takeDeliveries.
 func (m *mailbox) take() (job, smartcar.Action) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -81,6 +86,8 @@ func (m *mailbox) take() (job, smartcar.Action) {
 	case m.login:
 		m.login = false
 		return jobCheckLogin, ""
+	case len(m.deliveries) > 0:
+		return jobDeliveries, ""
 	case m.command != "":
 		a := m.command
 		m.command, m.inFlight = "", a

@@ -5,6 +5,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
 // Status is a snapshot of the bridge for health checks and metrics, safe to take
@@ -17,17 +19,44 @@ type Status struct {
 	Vehicles        []VehicleStatus
 }
 
-// VehicleStatus is one vehicle's part of Status.
+// VehicleStatus is one vehicle's part of Status: what its worker last
+// published, as a person reads it.
 type VehicleStatus struct {
 	ID        string
+	Make      string
+	Model     string
+	Year      int
 	Available bool
 	KnownAt   time.Time // when the door state was last learned from the car; zero if never
+
+	// Door is the cover's state: open, closed, opening, closing, or "" while
+	// unknown. HasDoor is false for a car without the door command (no cover).
+	Door    string
+	HasDoor bool
+	// Charge is the last successful read (nil before one), ReadAt its time.
+	Charge *smartcar.ChargeState
+	ReadAt time.Time
+
+	LastCommand       string // OPEN or CLOSE; "" before the first
+	LastCommandResult string // success, error or unknown
+	LastCommandAt     time.Time
+	Error             *ErrorStatus // the last call's failure; nil once a call works
+	// LastDeliveryAt is when Smartcar's last webhook delivery for this car
+	// was applied; zero if none.
+	LastDeliveryAt time.Time
+}
+
+// ErrorStatus is a failure in the words Home Assistant shows.
+type ErrorStatus struct {
+	Type, Code, Description, Resolution string
+	At                                  time.Time
 }
 
 // vehicleGauges mirror what a worker owns, for readers on other goroutines.
 type vehicleGauges struct {
 	available atomic.Bool
 	knownAt   atomic.Int64 // unix nanoseconds; 0 for never
+	view      atomic.Pointer[VehicleStatus]
 }
 
 func (g *vehicleGauges) set(available bool, knownAt time.Time) {
@@ -39,6 +68,26 @@ func (g *vehicleGauges) set(available bool, knownAt time.Time) {
 	}
 }
 
+// show records what the worker has just published, for Status. Only the
+// worker's goroutine calls it; the ChargeState it points to is never changed
+// once read, so readers may share it.
+func (w *worker) show() {
+	v := &VehicleStatus{
+		ID: w.vehicle.ID, Make: w.vehicle.Make, Model: w.vehicle.Model, Year: w.vehicle.Year,
+		Available: w.available, KnownAt: w.known, HasDoor: *w.doorWhy.Load() == "" && hasDoor(w.vehicle),
+		Charge: w.charge, ReadAt: w.readAt,
+		LastCommand: w.attrs.LastCommand, LastCommandResult: w.attrs.LastCommandResult, LastCommandAt: w.attrs.LastCommandAt,
+		LastDeliveryAt: w.hooks.lastAt,
+	}
+	if w.state != stateUnknown {
+		v.Door = w.state
+	}
+	if e := w.attrs.Error; e != nil {
+		v.Error = &ErrorStatus{Type: e.Type, Code: e.Code, Description: e.Description, Resolution: e.Resolution, At: e.At}
+	}
+	w.gauges.view.Store(v)
+}
+
 // Status reports the bridge's state now.
 func (b *Bridge) Status() Status {
 	s := Status{
@@ -48,7 +97,13 @@ func (b *Bridge) Status() Status {
 		ConnectionsLost: b.lost.Load(),
 	}
 	for id, w := range b.fleet.Load().workers {
-		v := VehicleStatus{ID: id, Available: w.gauges.available.Load()}
+		var v VehicleStatus
+		if shown := w.gauges.view.Load(); shown != nil {
+			v = *shown
+		} else { // the worker has not started yet: what is known without it
+			v = VehicleStatus{ID: id, Make: w.vehicle.Make, Model: w.vehicle.Model, Year: w.vehicle.Year, HasDoor: hasDoor(w.vehicle)}
+		}
+		v.Available = w.gauges.available.Load()
 		if ns := w.gauges.knownAt.Load(); ns != 0 {
 			v.KnownAt = time.Unix(0, ns)
 		}

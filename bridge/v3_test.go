@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -329,8 +330,11 @@ func TestV2ToV3KeepsEveryEntity(t *testing.T) {
 		if len(v2) == 0 || !maps.Equal(v2, v3) {
 			t.Errorf("entities changed with the API:\nv2 %v\nv3 %v", v2, v3)
 		}
-		// The vehicle list was read again through v3 (the v2.0 cache has no users).
-		if !slices.ContainsFunc(e.sim.Requests(), func(r smartcarsim.Request) bool { return r.Path == "/v3/connections" }) {
+		// The vehicle list is read again through v3 (the v2.0 cache has no
+		// users). In the background: what HA saw so far may be retained.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := e.sim.WaitRequest(ctx, func(r smartcarsim.Request) bool { return r.Path == "/v3/connections" }); err != nil {
 			t.Error("v3 started from the v2.0 vehicle cache")
 		}
 		// No device of the Tesla but the one: the config topic is per vehicle id.

@@ -77,6 +77,7 @@ type worker struct {
 	noData    bool      // the last read found no data at Smartcar (said once)
 	due       time.Time // next read; zero for none
 	gauges    vehicleGauges
+	hooks     webhookState // Smartcar's webhook deliveries for this vehicle
 }
 
 // The last command's result, as last_command_result says it.
@@ -214,6 +215,8 @@ func (w *worker) run(stop, call context.Context) {
 			case jobCommand:
 				w.command(call, action)
 				w.mail.done()
+			case jobDeliveries:
+				w.takeDeliveries(w.mail.takeDeliveries())
 			case jobRead:
 				w.read(call)
 			}
@@ -229,6 +232,7 @@ func (w *worker) restore() {
 		w.charge, w.readAt = saved.Charge.state(), saved.ReadAt
 	}
 	w.gauges.set(w.available, w.known)
+	w.show()
 	if !w.vehicle.CanReadCharge() {
 		return
 	}
@@ -245,7 +249,9 @@ func (w *worker) restore() {
 func (w *worker) scheduleAfter(learned time.Time, why string) {
 	w.due = time.Time{}
 	if w.poll > 0 && w.vehicle.CanReadCharge() && !w.retired {
-		w.due = learned.Add(w.poll + w.stagger)
+		w.webhooksQuiet(learned)
+		w.due = pollDue(learned, w.poll+w.stagger, w.hooks.lastAt) // backed off while webhooks flow
+		w.hooks.pollFrom = learned
 		w.stagger = 0
 		w.log.WithFields(logrus.Fields{"at": w.due.Format(time.RFC3339), "in": time.Until(w.due).Round(time.Second), "why": why}).
 			Debug("next poll scheduled")
@@ -276,6 +282,7 @@ func (w *worker) command(ctx context.Context, a smartcar.Action) {
 	w.attrs.LastCommand, w.attrs.LastCommandAt = string(a), now
 	if err == nil {
 		w.attrs.LastCommandResult, w.attrs.Error = resultSuccess, nil
+		w.commandSucceeded(start) // newer than any delivery the car recorded before
 		log.WithField("result", resultSuccess).Info("charge port command finished")
 		w.state = target
 		w.learned(now, "after a command") // kept in DATA_DIR before it is announced
@@ -348,14 +355,17 @@ func (w *worker) read(ctx context.Context) {
 				"In API v3 a car often has no readable signals until it is subscribed to a webhook: in the Smartcar dashboard open Webhooks, add one with the charge signals and subscribe this vehicle (or all vehicles); the next read picks the data up")
 		}
 	}
-	switch {
-	case charge.DoorOpen == nil:
-		w.state = stateUnknown
-	case *charge.DoorOpen:
-		w.state = stateOpen
-	default:
-		w.state = stateClosed
+	if charge.NoData && !w.hooks.lastAt.IsZero() {
+		// Smartcar's read holds nothing, yet its webhooks told the state
+		// since the start: unknown would only undo what they said.
+		w.scheduleAfter(now, "after a read that found no data")
+		w.remember()
+		w.publishAttributes()
+		w.publishLastError()
+		w.healthy()
+		return
 	}
+	w.state = doorState(&charge)
 	w.charge, w.readAt = &charge, now
 	w.learned(now, "after a read") // kept in DATA_DIR before it is announced
 	w.setState(w.state)
@@ -449,9 +459,22 @@ func (w *worker) clearRetained() {
 	}
 }
 
+// doorState is the cover's state a read or a delivery says.
+func doorState(c *smartcar.ChargeState) string {
+	switch {
+	case c.DoorOpen == nil:
+		return stateUnknown
+	case *c.DoorOpen:
+		return stateOpen
+	default:
+		return stateClosed
+	}
+}
+
 func (w *worker) setState(s string) {
 	w.state = s
 	w.out.publish(w.topics.State, true, []byte(s))
+	w.show()
 }
 
 func (w *worker) setAvailable(ok bool) {
@@ -461,6 +484,7 @@ func (w *worker) setAvailable(ok bool) {
 	w.available = ok
 	w.gauges.set(ok, w.known)
 	w.publishAvailability()
+	w.show()
 }
 
 func (w *worker) publishAvailability() {
@@ -478,6 +502,7 @@ func (w *worker) publishAttributes() {
 		return
 	}
 	w.out.publish(w.topics.Attributes, true, data)
+	w.show()
 }
 
 // publishAll sends everything the worker knows, after a (re)connect or HA's birth.

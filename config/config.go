@@ -63,6 +63,7 @@ type Config struct {
 	SmartcarAPIURL        string        `envconfig:"SMARTCAR_API_URL" defaultdoc:"by API version" desc:"Smartcar API base URL: https://vehicle.api.smartcar.com/v3 (v3), https://api.smartcar.com/v2.0 (v2)"`
 	SmartcarTokenURL      string        `envconfig:"SMARTCAR_TOKEN_URL" defaultdoc:"by API version" desc:"Smartcar token endpoint: https://iam.smartcar.com/oauth2/token (v3), https://auth.smartcar.com/oauth/token (v2)"`
 	SmartcarConnectURL    string        `envconfig:"SMARTCAR_CONNECT_URL" default:"https://connect.smartcar.com/oauth/authorize" desc:"Smartcar Connect authorization URL"`
+	SmartcarWebhookSecret Secret        `envconfig:"SMARTCAR_WEBHOOK_SECRET" desc:"the Application Management Token from the Smartcar dashboard: enables Smartcar's webhook receiver, POST /webhooks/smartcar on HTTP_LISTEN, for the door and charge state in real time; never logged"`
 	SmartcarPollInterval  time.Duration `envconfig:"SMARTCAR_POLL_INTERVAL" default:"6h" desc:"how often to read the charge port state, one Smartcar call per vehicle each time: 30 days / interval calls a month, where Smartcar plans allow about 500 per vehicle (under 1m is refused and over 500 a month warned about, except in demo); 0 disables"`
 	SmartcarTimeout       time.Duration `envconfig:"SMARTCAR_TIMEOUT" default:"310s" desc:"bound on one Smartcar request (commands can take minutes)"`
 
@@ -85,10 +86,17 @@ type Config struct {
 	BrokerTLSListen      string `envconfig:"BROKER_TLS_LISTEN" default:":8883" desc:"embedded broker TLS address (only with BROKER_TLS_CERT and BROKER_TLS_KEY)"`
 
 	DataDir    string `envconfig:"DATA_DIR" default:"./data" desc:"token store, vehicle cache, broker's retained store; created if missing and checked writable at start; one daemon per directory (/data in the container image; demo uses a temporary directory unless this is set)"`
-	HTTPListen string `envconfig:"HTTP_LISTEN" default:":8080" desc:"address of /healthz and /metrics; off disables"`
+	HTTPListen string `envconfig:"HTTP_LISTEN" default:":8080" desc:"address of the web page (the vehicles, Connect a car), /healthz and /metrics; off disables"`
 	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat  string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 
+	// supervisor is how the add-on reaches the Supervisor; nil unless
+	// LoadAddon built this Config.
+	supervisor *Supervisor
+
+	// options are the add-on's options by variable name; nil outside the
+	// add-on.
+	options map[string]string
 	// set records which variables had a non-empty value, for IsSet.
 	// Unexported, so envconfig and the variable walk ignore it.
 	set map[string]bool
@@ -198,6 +206,9 @@ func (p Problem) String() string { return p.Var + ": " + p.Reason }
 // exit code 2.
 type Error struct {
 	Problems []Problem // sorted by Var, then Reason
+	// Options: the problems are the add-on's options (named in lower case),
+	// which the user fixes in the add-on's Configuration tab.
+	Options bool
 }
 
 // Error lists every problem, one per line, sorted by variable name.
@@ -205,7 +216,11 @@ func (e *Error) Error() string {
 	ps := slices.Clone(e.Problems)
 	sortProblems(ps)
 	var b strings.Builder
-	b.WriteString("invalid configuration (see smartcar2mqtt --help):")
+	if e.Options {
+		b.WriteString("invalid add-on options (fix them in the add-on's Configuration tab):")
+	} else {
+		b.WriteString("invalid configuration (see smartcar2mqtt --help):")
+	}
 	for _, p := range ps {
 		b.WriteString("\n  ")
 		b.WriteString(p.String())
@@ -295,7 +310,7 @@ func loadFrom(command string, lookup LookupFunc, probeDataDir bool) (*Config, er
 		sortProblems(c.problems)
 		return nil, &Error{Problems: c.problems}
 	}
-	if command == "run" {
+	if command == "run" || command == "addon" {
 		cfg.warnings = pollWarnings(cfg.SmartcarPollInterval)
 	}
 	return cfg, nil
@@ -395,7 +410,7 @@ func (c *checker) check(key, reason string) {
 }
 
 func (c *checker) validate(cfg *Config, command string) {
-	if command == "run" || command == "auth" {
+	if command == "run" || command == "auth" || command == "addon" {
 		c.required("SMARTCAR_CLIENT_ID", cfg.SmartcarClientID, "required for "+command)
 		c.required("SMARTCAR_CLIENT_SECRET", cfg.SmartcarClientSecret.Reveal(), "required for "+command)
 	}
@@ -447,6 +462,10 @@ func (c *checker) validate(cfg *Config, command string) {
 		cfg.HTTPListen = ""
 	}
 	c.listeners(cfg)
+	c.check("SMARTCAR_WEBHOOK_SECRET", webhookSecret(cfg))
+	if command == "addon" {
+		c.ingressPort(cfg)
+	}
 
 	c.check("LOG_LEVEL", oneOf(&cfg.LogLevel, "debug", "info", "warn", "error"))
 	c.check("LOG_FORMAT", oneOf(&cfg.LogFormat, "text", "json"))
@@ -515,6 +534,42 @@ func (c *checker) listeners(cfg *Config) {
 			if earlier.enabled && earlier.addr == l.addr && !c.unparsed[earlier.key] {
 				c.check(l.key, fmt.Sprintf("%q is also %s", l.addr, earlier.key))
 			}
+		}
+	}
+}
+
+// webhookSecret checks SMARTCAR_WEBHOOK_SECRET: it needs the HTTP server,
+// and a token pasted with a space or line break around it would make every
+// signature look wrong. The reason never shows the value.
+func webhookSecret(cfg *Config) string {
+	s := cfg.SmartcarWebhookSecret.Reveal()
+	switch {
+	case s == "":
+		return ""
+	case strings.TrimSpace(s) != s || strings.ContainsFunc(s, unicode.IsControl):
+		return "has spaces or a line break around it, or control characters in it: set the Application Management Token alone"
+	case !cfg.HTTPEnabled():
+		return "needs the HTTP server, which HTTP_LISTEN=off turns off: Smartcar delivers webhooks to POST /webhooks/smartcar on HTTP_LISTEN"
+	}
+	return ""
+}
+
+// IngressPort is the port Home Assistant's Ingress proxy reaches an add-on
+// on; the add-on serves its web page there.
+const IngressPort = "8099"
+
+// ingressPort keeps the add-on's own listeners off the Ingress port.
+func (c *checker) ingressPort(cfg *Config) {
+	for _, l := range []struct {
+		key, addr string
+		enabled   bool
+	}{
+		{"BROKER_LISTEN", cfg.BrokerListen, cfg.EmbeddedBroker()},
+		{"BROKER_TLS_LISTEN", cfg.BrokerTLSListen, cfg.EmbeddedBroker() && cfg.BrokerTLS()},
+		{"HTTP_LISTEN", cfg.HTTPListen, cfg.HTTPEnabled()},
+	} {
+		if _, port, err := net.SplitHostPort(l.addr); l.enabled && err == nil && port == IngressPort {
+			c.check(l.key, "port "+IngressPort+" is the add-on's Ingress port, where the web page is served to Home Assistant: choose another")
 		}
 	}
 }
@@ -749,7 +804,7 @@ func tlsPrivateKey(der []byte) bool {
 // temporary directory of its own.
 func keepsState(cfg *Config, command string) bool {
 	switch command {
-	case "run", "auth":
+	case "run", "auth", "addon":
 		return true
 	case "demo":
 		return cfg.IsSet("DATA_DIR")

@@ -19,6 +19,11 @@ Usage:
   smartcar2mqtt auth         connect a car with Smartcar Connect: prints a link to open in any
                              browser (a phone will do), waits for the new connection, then
                              lists the vehicles now visible
+  smartcar2mqtt addon        the daemon as a Home Assistant add-on: options from
+                             DATA_DIR/options.json (DATA_DIR /data; each option is a variable
+                             in lower case and wins over it), the Supervisor's MQTT broker
+                             unless mqtt_url is set, and the web page also on the Ingress
+                             port 8099
   smartcar2mqtt healthcheck  exit 0 if the local daemon reports healthy, else 1
   smartcar2mqtt version      print version, commit and Go version
   smartcar2mqtt -h | --help  print this help

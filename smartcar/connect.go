@@ -304,20 +304,25 @@ func (f *callback) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // exchange redeems the code and saves the pair before the page says so.
 func (f *callback) exchange(code string) (*oauth2.Token, error) {
-	nt, err := f.conf.Exchange(tokenContext(f.ctx, f.c.HTTPClient, f.c.UserAgent), code)
+	return f.c.exchange(f.ctx, f.conf, code)
+}
+
+// exchange redeems an authorization code and saves the pair to Store.
+func (c Connect) exchange(ctx context.Context, conf *oauth2.Config, code string) (*oauth2.Token, error) {
+	nt, err := conf.Exchange(tokenContext(ctx, c.HTTPClient, c.UserAgent), code)
 	if err != nil {
-		err = oauthError(err, code, f.conf.ClientSecret)
+		err = oauthError(err, code, conf.ClientSecret)
 		return nil, fmt.Errorf("smartcar connect: exchange the authorization code: %w", err)
 	}
 	if nt.RefreshToken == "" {
 		return nil, errors.New("smartcar connect: the token endpoint returned no refresh token")
 	}
 	now := time.Now
-	if f.c.Now != nil {
-		now = f.c.Now
+	if c.Now != nil {
+		now = c.Now
 	}
 	tok := issuedToken(nt, now())
-	if err := f.c.Store.SaveObtained(tok, now()); err != nil {
+	if err := c.Store.SaveObtained(tok, now()); err != nil {
 		return nil, fmt.Errorf("smartcar connect: %w", err)
 	}
 	return tok, nil

@@ -122,7 +122,12 @@ func (c ConnectV3) Run(ctx context.Context) (Connected, error) {
 		where = fmt.Sprintf("the browser to come back to %s (listening on %s), or for Smartcar to list the new car", c.RedirectURI, addr)
 	}
 	out.printf("Open this link in a browser (on any device, a phone will do) and connect the car in Smartcar Connect:\n\n  %s\n\nWaiting for %s; Ctrl-C to give up ...\n", link, where)
+	return c.wait(ctx, before, redirects, out)
+}
 
+// wait watches /connections for a car not in before, or for the redirect's
+// outcome, on the schedule of Interval and For.
+func (c ConnectV3) wait(ctx context.Context, before []VehicleDetails, redirects <-chan callbackOutcome, out *lockedWriter) (Connected, error) {
 	limit := c.For
 	if limit <= 0 {
 		limit = DefaultConnectFor
@@ -142,7 +147,7 @@ func (c ConnectV3) Run(ctx context.Context) (Connected, error) {
 		case <-ctx.Done():
 			return Connected{}, fmt.Errorf("smartcar connect: gave up waiting for the new connection: %w", ctx.Err())
 		case <-deadline.C:
-			return Connected{}, fmt.Errorf("smartcar connect: no new connection appeared within %s; run smartcar2mqtt auth again", limit)
+			return Connected{}, fmt.Errorf("smartcar connect: %w", &ConnectTimeoutError{After: limit})
 		case r := <-redirects:
 			if r.err != nil {
 				return Connected{}, r.err
@@ -170,6 +175,13 @@ func (c ConnectV3) Run(ctx context.Context) (Connected, error) {
 		}
 		wait.Reset(interval(time.Since(start)))
 	}
+}
+
+// ConnectTimeoutError is Connect that saw no new connection in time.
+type ConnectTimeoutError struct{ After time.Duration }
+
+func (e *ConnectTimeoutError) Error() string {
+	return fmt.Sprintf("no new connection appeared within %s; connect again", e.After)
 }
 
 // newVehicles are the connections in now that were not in before; once the

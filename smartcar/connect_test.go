@@ -414,7 +414,7 @@ func TestPrintVehiclesTable(t *testing.T) {
 		{"MAKE", "MODEL", "YEAR", "ID", "CHARGE PORT DOOR"},
 		{"TESLA", "Model 3", "2021", smartcarsim.TeslaID, "yes"},
 		{"FORD", "Mustang Mach-E", "2022", smartcarsim.OtherID, "no: Smartcar API v2.0 offers the charge port door command for Tesla only"},
-		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted (allow it in Smartcar Connect: smartcar2mqtt auth)"},
+		{"TESLA", "Model Y", "2023", "tesla-no-control", "no: permission control_charge not granted (allow it in Smartcar Connect: Connect a car on the web page, or smartcar2mqtt auth)"},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("table:\n%s", b.String())

@@ -123,7 +123,7 @@ func IsLoginRefused(err error) bool {
 // LoginAdvice says, for a refused login, what the user must do.
 func LoginAdvice(err error) string {
 	if IsInvalidGrant(err) {
-		return "Smartcar refused the login (the refresh token is no longer valid): run `smartcar2mqtt auth` to log in again; a running daemon picks up the new login by itself"
+		return "Smartcar refused the login (the refresh token is no longer valid): connect again (Connect a car on the web page, or smartcar2mqtt auth); a running daemon picks up the new login by itself"
 	}
 	return "Smartcar refused the API credentials: check SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET against the Smartcar dashboard (API v3: Configuration → API Credentials), then restart"
 }
@@ -364,7 +364,7 @@ var ErrNoChargePortCommand = errors.New("Smartcar offers no charge port command 
 const TypeAPIRetired = "API_RETIRED"
 
 // V2RetiredAdvice is what a user whose app lost API v2.0 must do.
-const V2RetiredAdvice = "Smartcar has retired API v2.0 for this application. Move to API v3: in the Smartcar dashboard create API credentials (Configuration → API Credentials; the client id starts with client_), set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET to them and SMARTCAR_APPLICATION_ID to the Application ID, restart, and run smartcar2mqtt auth once. Your Home Assistant entities stay as they are"
+const V2RetiredAdvice = "Smartcar has retired API v2.0 for this application. Move to API v3: in the Smartcar dashboard create API credentials (Configuration → API Credentials; the client id starts with client_), set SMARTCAR_CLIENT_ID and SMARTCAR_CLIENT_SECRET to them and SMARTCAR_APPLICATION_ID to the Application ID, restart, and connect the car once (Connect a car on the web page, or smartcar2mqtt auth). Your Home Assistant entities stay as they are"
 
 // IsV2Retired reports whether err says Smartcar no longer serves API v2.0 to
 // this application.
@@ -448,7 +448,7 @@ func Describe(err error, waited time.Duration) Failure {
 	switch {
 	case errors.Is(err, ErrNoToken):
 		return Failure{Type: TypeLogin, Code: codeNoToken,
-			Description: "there is no Smartcar login: run smartcar2mqtt auth once; a running daemon picks the login up by itself"}
+			Description: "there is no Smartcar login: connect the car once (Connect a car on the web page, or smartcar2mqtt auth); a running daemon picks the login up by itself"}
 	case errors.Is(err, errUnfinishedCommand):
 		return Failure{Type: TypeCommand, Code: codeUnfinished,
 			Description: "Smartcar's answer ended before the command's result came"}

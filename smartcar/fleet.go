@@ -41,7 +41,7 @@ func (d VehicleDetails) ChargePortDoorSupport() (bool, string) {
 	case d.NoDoorCommand != "":
 		return false, d.NoDoorCommand
 	case !slices.Contains(d.Permissions, PermControlCharge):
-		return false, "permission control_charge not granted (allow it in Smartcar Connect: smartcar2mqtt auth)"
+		return false, "permission control_charge not granted (allow it in Smartcar Connect: Connect a car on the web page, or smartcar2mqtt auth)"
 	}
 	return true, ""
 }

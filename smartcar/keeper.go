@@ -35,7 +35,9 @@ type FleetKeeper struct {
 	only  []string
 	opts  KeeperOptions
 
-	stale    chan struct{} // capacity 1
+	stale    chan struct{} // capacity 1, like look and listNow
+	look     chan struct{}
+	listNow  chan struct{}
 	mu       sync.Mutex
 	suspects []string
 }
@@ -61,7 +63,8 @@ func NewFleetKeeper(cache FleetCache, src fleetSource, only []string, opts Keepe
 	if opts.Recovered == nil {
 		opts.Recovered = func() {}
 	}
-	return &FleetKeeper{cache: cache, src: src, only: only, opts: opts, stale: make(chan struct{}, 1)}
+	return &FleetKeeper{cache: cache, src: src, only: only, opts: opts,
+		stale: make(chan struct{}, 1), look: make(chan struct{}, 1), listNow: make(chan struct{}, 1)}
 }
 
 // Stale asks for a listing soon: Smartcar answered 403 or 404 for a vehicle.
@@ -69,6 +72,22 @@ func NewFleetKeeper(cache FleetCache, src fleetSource, only []string, opts Keepe
 func (k *FleetKeeper) Stale() {
 	select {
 	case k.stale <- struct{}{}:
+	default:
+	}
+}
+
+// LookNow asks for a look at the cache file at once, instead of at the next
+// tick: Connect on the web page has just saved the listing showing a new car.
+// It never blocks.
+func (k *FleetKeeper) LookNow() { nudge(k.look) }
+
+// ListNow asks for a full listing at once: a new API v2.0 login, whose cars
+// and permissions may differ from the cached ones. It never blocks.
+func (k *FleetKeeper) ListNow() { nudge(k.listNow) }
+
+func nudge(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -118,17 +137,26 @@ func (k *FleetKeeper) Run(ctx context.Context, known Known) error {
 	// What the file held at the last look. Its content, not its time: a
 	// rewrite within the file system's timestamp tick keeps the same mtime.
 	last := k.cache.raw()
+	lookAtCache := func() {
+		if now := k.cache.raw(); !bytes.Equal(now, last) {
+			last = now
+			if vs, _, err := k.cache.Cached(k.src.Version(), k.only); err == nil {
+				k.opts.Changed(Update{Vehicles: vs})
+			}
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-k.look:
+			look.Reset(k.opts.Look)
+			lookAtCache()
+			continue
+		case <-k.listNow:
+			stale = true
 		case <-look.C:
-			if now := k.cache.raw(); !bytes.Equal(now, last) {
-				last = now
-				if vs, _, err := k.cache.Cached(k.src.Version(), k.only); err == nil {
-					k.opts.Changed(Update{Vehicles: vs})
-				}
-			}
+			lookAtCache()
 			continue
 		case <-k.stale:
 			stale = true

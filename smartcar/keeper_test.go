@@ -241,3 +241,43 @@ func TestV2DailyRefreshCostsOneCall(t *testing.T) {
 		t.Errorf("listing after a stale answer: %d API requests, want 1 + 2 per car", n)
 	}
 }
+
+// Connect on the web page saves the listing and asks for a look at once; a
+// new v2.0 login asks for a listing at once, even right after one.
+func TestKeeperLooksAndListsWhenAsked(t *testing.T) {
+	e := newEnv(t)
+	c, _ := e.v3Client()
+	f := FleetCache{Path: filepath.Join(e.dir, FleetFile)}
+	var events itest.Record[keeperEvent]
+	opts := recordKeeper(&events)
+	opts.Look = time.Hour // only LookNow can see the new cache in time
+	k := NewFleetKeeper(f, c, nil, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go k.Run(ctx, Known{})
+	// An update of n cars among the events after the first from.
+	hasUpdate := func(from, n int) func([]keeperEvent) bool {
+		return func(es []keeperEvent) bool {
+			return slices.ContainsFunc(es[from:], func(e keeperEvent) bool { return e.update != nil && len(e.update.Vehicles) == n })
+		}
+	}
+	events.WaitFor(t, "the first listing", 10*time.Second, hasUpdate(0, 2))
+
+	calls := len(e.sim.Requests())
+	if err := f.Save(V3, []VehicleDetails{{Vehicle: Vehicle{ID: "web-car", UserID: "u"}}}); err != nil {
+		t.Fatal(err)
+	}
+	k.LookNow()
+	events.WaitFor(t, "the cache Connect saved", 10*time.Second, hasUpdate(0, 1))
+	if n := len(e.sim.Requests()); n != calls {
+		t.Errorf("looking at the cache made %d calls", n-calls)
+	}
+
+	from := events.Len()
+	k.ListNow()
+	// The two cars of the account, and the saved one a single listing does not remove.
+	events.WaitFor(t, "a listing asked for right after one", 10*time.Second, hasUpdate(from, 3))
+	if n := len(e.sim.Requests()); n != calls+1 {
+		t.Errorf("ListNow made %d calls, want 1", n-calls)
+	}
+}

@@ -259,6 +259,20 @@ func (t *Tokens) keepAlive(maxAge time.Duration) error {
 	return nil
 }
 
+// Adopt takes the pair in the store as the current login: Connect has just
+// saved a new one in this process, which must win over the pair held here
+// (a later refresh of the old pair would otherwise overwrite it).
+func (t *Tokens) Adopt() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st, obtained, err := t.store.LoadObtained()
+	if err != nil {
+		return err
+	}
+	t.tok, t.obtained, t.dead, t.unsaved = st, obtained, nil, false
+	return nil
+}
+
 // Invalidate drops the cached access token, so the next Token call refreshes.
 // The client calls it when Smartcar answers 401.
 func (t *Tokens) Invalidate() {

@@ -334,3 +334,30 @@ func TestTokenEndpointUserAgentAndBasicAuth(t *testing.T) {
 		t.Errorf("wrong secret: %v", err)
 	}
 }
+
+// A login Connect saved in this process wins over the pair the chain holds:
+// the old pair's next rotation must not overwrite it.
+func TestTokensAdoptTheLoginConnectSaved(t *testing.T) {
+	e := newEnv(t)
+	tk := e.tokens(t)
+	if _, err := tk.Token(); err != nil {
+		t.Fatal(err)
+	}
+	fresh := &oauth2.Token{RefreshToken: e.sim.IssueRefreshToken()}
+	if err := e.store.SaveObtained(fresh, e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Adopt(); err != nil {
+		t.Fatal(err)
+	}
+	tk.Invalidate()
+	if _, err := tk.Token(); err != nil {
+		t.Fatal(err)
+	}
+	// The refresh that followed sent the adopted refresh token.
+	refreshes := e.requestsTo("POST", "/oauth/token")
+	last := refreshes[len(refreshes)-1]
+	if form, _ := url.ParseQuery(last.Body); form.Get("refresh_token") != fresh.RefreshToken {
+		t.Error("the refresh after Adopt did not use the adopted pair")
+	}
+}

@@ -33,6 +33,8 @@ type Metrics struct {
 	refreshes map[string]uint64    // outcome
 	commands  map[string]*histogram
 	bridge    func() bridge.Status // nil until the bridge exists
+	// deliveries counts webhook requests by event type and outcome.
+	deliveries map[[2]string]uint64
 }
 
 // commandBuckets are the door command histogram's upper bounds: commands reach
@@ -52,6 +54,8 @@ func NewMetrics() *Metrics {
 		calls:     map[[2]string]uint64{},
 		refreshes: map[string]uint64{},
 		commands:  map[string]*histogram{},
+
+		deliveries: map[[2]string]uint64{},
 	}
 }
 
@@ -97,6 +101,7 @@ func (m *Metrics) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	p := &page{w: bufio.NewWriter(w)}
 	m.writeCalls(p)
+	m.writeDeliveries(p)
 	m.writeBridge(p)
 	m.writeProcess(p)
 	err := p.w.Flush()

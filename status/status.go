@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -54,10 +55,25 @@ func Evaluate(checks []Check) Report {
 	return r
 }
 
+// Routes are what Handler serves.
+type Routes struct {
+	Checks  []Check
+	Metrics *Metrics
+	Page    *Page        // the web page; nil: none
+	Webhook http.Handler // POST /webhooks/smartcar; nil: the path does not exist
+}
+
 // Handler serves /healthz (200 when every check passes, else 503, with a JSON
-// Report either way) and /metrics.
-func Handler(checks []Check, metrics *Metrics) http.Handler {
+// Report either way), /metrics, the web page and the webhook receiver.
+func Handler(r Routes) http.Handler {
+	checks, metrics := r.Checks, r.Metrics
 	mux := http.NewServeMux()
+	if r.Page != nil {
+		r.Page.register(mux)
+	}
+	if r.Webhook != nil {
+		mux.Handle("/webhooks/smartcar", r.Webhook)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		r := Evaluate(checks)
 		w.Header().Set("Content-Type", "application/json")
@@ -143,4 +159,18 @@ func Probe(ctx context.Context, listen string) error {
 		return fmt.Errorf("unhealthy: %v", r.Checks)
 	}
 	return nil
+}
+
+// OnlyFrom serves h to requests from the one address allowed (the Home
+// Assistant Supervisor's Ingress proxy on the add-on's Ingress port) and 403
+// to anyone else.
+func OnlyFrom(h http.Handler, allowed string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || from.Addr().Unmap().String() != allowed {
+			http.Error(w, "forbidden: this port answers Home Assistant's Ingress proxy only", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -38,7 +38,7 @@ func TestHealthz(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(Handler(tt.checks, NewMetrics()))
+			srv := httptest.NewServer(Handler(Routes{Checks: tt.checks, Metrics: NewMetrics()}))
 			defer srv.Close()
 			resp, err := http.Get(srv.URL + "/healthz")
 			if err != nil {
@@ -88,7 +88,7 @@ func TestMetrics(t *testing.T) {
 		return bridge.Status{Connected: true, Connects: 2, ConnectionsLost: 1,
 			Vehicles: []bridge.VehicleStatus{{ID: "V1", Available: true, KnownAt: known}, {ID: "V2"}}}
 	})
-	srv := httptest.NewServer(Handler(nil, m))
+	srv := httptest.NewServer(Handler(Routes{Metrics: m}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {

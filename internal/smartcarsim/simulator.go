@@ -152,6 +152,10 @@ type Simulator struct {
 	changed   chan struct{} // closed and replaced whenever log changes
 	v2Retired bool
 	altBodies bool
+	// webhook is where SetWebhook sends deliveries (nil: none), and
+	// deliveries what was sent there.
+	webhook    *webhookTarget
+	deliveries []WebhookDelivery
 }
 
 // vehicle is a Vehicle with its grants and state.
@@ -471,6 +475,7 @@ func (s *Simulator) handlePlug(plugged bool) http.HandlerFunc {
 		}
 		s.SetPluggedIn(id, plugged)
 		fmt.Fprintf(w, "vehicle %s plugged in: %v\n", id, plugged)
+		s.afterPlug(w, r, id)
 	}
 }
 

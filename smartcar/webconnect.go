@@ -1,0 +1,262 @@
+package smartcar
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ConnectPhase is where a Connect started from the web page stands.
+type ConnectPhase string
+
+const (
+	ConnectIdle      ConnectPhase = ""          // no flow yet
+	ConnectWaiting   ConnectPhase = "waiting"   // the link is out; waiting for Smartcar
+	ConnectConnected ConnectPhase = "connected" // the new car is known
+	ConnectFailed    ConnectPhase = "failed"
+)
+
+// ConnectState is a snapshot of the web page's Connect flow. It holds no
+// secret: the link's state is a single-use nonce of this flow.
+type ConnectState struct {
+	Phase   ConnectPhase
+	Started time.Time
+	Link    string // the Connect link while waiting
+	// NeedsAddress: API v2.0 needs the address the browser ended on, whose
+	// code is exchanged for the login (API v3 has nothing to exchange).
+	NeedsAddress bool
+	New          []VehicleDetails // connected: the cars this flow connected
+	Problem      string           // failed: what went wrong, in words
+}
+
+// restartGuard is how soon a second Start reuses the flow already waiting
+// instead of beginning another: a double click must not cost a listing.
+const restartGuard = 10 * time.Second
+
+// startTimeout bounds what Start may ask Smartcar: the page waits for it.
+const startTimeout = 30 * time.Second
+
+// WebConnect runs Smartcar Connect for the daemon's web page, one flow at a
+// time: Start gives the link to open, State tells the page how it stands.
+// For API v3 it watches /connections as `auth` does; for API v2.0 Finish
+// takes the address the browser ended on and exchanges its code. Connected
+// is called with what the flow found, before State says so, so the page
+// shows a car only once the daemon has it.
+type WebConnect struct {
+	ctx       context.Context // flows end with it
+	v3        *ConnectV3
+	v2        *Connect
+	before    func(ctx context.Context) ([]VehicleDetails, error)
+	connected func(ctx context.Context, c Connected) error
+
+	mu     sync.Mutex
+	state  ConnectState
+	secret string             // the flow's state parameter
+	cancel context.CancelFunc // of the flow waiting; nil when none
+}
+
+// NewWebConnectV3 serves Connect for API v3. before is what is connected
+// already, taken when a flow starts, before the user can approve anything (the
+// vehicle cache costs no call; nil lists the connections); connected keeps
+// the listing that showed the new car and tells the daemon.
+func NewWebConnectV3(ctx context.Context, c ConnectV3, before func(ctx context.Context) ([]VehicleDetails, error), connected func(ctx context.Context, c Connected) error) *WebConnect {
+	if before == nil && c.Client != nil {
+		before = func(ctx context.Context) ([]VehicleDetails, error) { return c.Client.Vehicles(ctx, nil) }
+	}
+	return &WebConnect{ctx: ctx, v3: &c, before: before, connected: connected}
+}
+
+// NewWebConnectV2 serves Connect for API v2.0: the code of the pasted
+// address is exchanged and the pair saved to c.Store; connected then lists
+// the vehicles of the new login.
+func NewWebConnectV2(ctx context.Context, c Connect, connected func(ctx context.Context, c Connected) error) *WebConnect {
+	return &WebConnect{ctx: ctx, v2: &c, connected: connected}
+}
+
+// State is the flow as it stands.
+func (w *WebConnect) State() ConnectState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+// Start begins a flow and returns the Connect link to open. A flow already
+// waiting is given up, unless it began moments ago: then its link is
+// returned again.
+func (w *WebConnect) Start() (string, error) {
+	w.mu.Lock()
+	if w.state.Phase == ConnectWaiting && time.Since(w.state.Started) < restartGuard {
+		defer w.mu.Unlock()
+		return w.state.Link, nil
+	}
+	w.mu.Unlock()
+
+	secret, err := newState()
+	if err != nil {
+		return "", fmt.Errorf("smartcar connect: %w", err)
+	}
+	var link string
+	var before []VehicleDetails
+	if w.v3 != nil {
+		if link, err = w.v3.URL(secret); err != nil {
+			return "", err
+		}
+		if w.v3.Client == nil || w.before == nil {
+			return "", errors.New("smartcar connect: no API client")
+		}
+		// Known before the link is out: a car approved in the meantime
+		// would otherwise count as connected before. Bounded: the page
+		// waits for this answer.
+		ctx, cancel := context.WithTimeout(w.ctx, startTimeout)
+		before, err = w.before(ctx)
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("smartcar connect: %w", err)
+		}
+	} else if link, err = w.v2.AuthURL(secret); err != nil {
+		return "", err
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cancel != nil {
+		w.cancel() // the flow this one replaces
+	}
+	ctx, cancel := context.WithCancel(w.ctx)
+	w.cancel, w.secret = cancel, secret
+	w.state = ConnectState{Phase: ConnectWaiting, Started: time.Now(), Link: link, NeedsAddress: w.v2 != nil}
+	if w.v3 != nil {
+		go w.watchV3(ctx, secret, before)
+	}
+	return link, nil
+}
+
+// watchV3 waits for a connection not in before.
+func (w *WebConnect) watchV3(ctx context.Context, secret string, before []VehicleDetails) {
+	c, err := w.v3.wait(ctx, before, nil, &lockedWriter{})
+	if err == nil {
+		err = w.connected(ctx, c)
+	}
+	w.end(secret, c, err)
+}
+
+// ErrNoFlow is Finish without a flow waiting for an address.
+var ErrNoFlow = errors.New("no Connect is waiting for an address: press Connect a car first")
+
+// Finish completes an API v2.0 flow with the address the browser ended on
+// (…?code=…&state=…). An address of another flow (its state differs) is
+// refused and the flow keeps waiting; an error redirect ends the flow.
+func (w *WebConnect) Finish(ctx context.Context, address string) error {
+	w.mu.Lock()
+	secret, waiting := w.secret, w.state.Phase == ConnectWaiting && w.v2 != nil
+	w.mu.Unlock()
+	if !waiting {
+		return ErrNoFlow
+	}
+	q, err := redirectedQuery(address)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(secret)) != 1 {
+		return errors.New("this address belongs to another Connect (its state does not match): press Connect a car and use the address that flow ends on")
+	}
+	if code := q.Get("error"); code != "" {
+		e := &Error{Type: TypeConnect, Code: printable(code, maxCallbackText, "…"), Description: printable(q.Get("error_description"), maxCallbackText, "…")}
+		err := fmt.Errorf("smartcar connect: %w", e)
+		w.end(secret, Connected{}, err)
+		return err
+	}
+	code := q.Get("code")
+	if code == "" {
+		return errors.New("the address carries no code: paste the whole address the browser ended on after approving")
+	}
+	conf, _, err := w.v2.settings()
+	if err != nil {
+		return err
+	}
+	if w.v2.Store == nil {
+		return errors.New("smartcar connect: no token store")
+	}
+	if _, err := w.v2.exchange(ctx, conf, code); err != nil {
+		w.end(secret, Connected{}, err)
+		return err
+	}
+	var c Connected
+	err = w.connected(ctx, c)
+	w.end(secret, c, err)
+	return err
+}
+
+// redirectedQuery reads the query of a pasted address: a whole URL, or just
+// its query.
+func redirectedQuery(address string) (url.Values, error) {
+	address = strings.TrimSpace(address)
+	if address == "" {
+		return nil, errors.New("paste the address the browser ended on")
+	}
+	if len(address) > 4096 {
+		return nil, errors.New("that is not the address Smartcar sent the browser to (too long)")
+	}
+	raw := address
+	if u, err := url.Parse(address); err == nil && u.RawQuery != "" {
+		raw = u.RawQuery
+	} else {
+		raw = strings.TrimPrefix(raw, "?")
+	}
+	q, err := url.ParseQuery(raw)
+	if err != nil || (q.Get("state") == "" && q.Get("code") == "" && q.Get("error") == "") {
+		return nil, errors.New("that is not the address Smartcar sent the browser to: it carries no code and no state")
+	}
+	return q, nil
+}
+
+// end records a flow's outcome, unless a newer flow has replaced it.
+func (w *WebConnect) end(secret string, c Connected, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.secret != secret {
+		return
+	}
+	if w.cancel != nil {
+		w.cancel()
+		w.cancel = nil
+	}
+	w.secret = ""
+	w.state.Link, w.state.NeedsAddress = "", false
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			w.state = ConnectState{} // the daemon is stopping
+			return
+		}
+		w.state.Phase, w.state.Problem = ConnectFailed, ConnectProblem(err)
+		return
+	}
+	w.state.Phase, w.state.New = ConnectConnected, c.New
+}
+
+// ConnectProblem is a failed Connect in a person's words: Smartcar's own
+// description where there is one, never a Go error chain.
+func ConnectProblem(err error) string {
+	var timeout *ConnectTimeoutError
+	if errors.As(err, &timeout) {
+		return timeout.Error()
+	}
+	var e *Error
+	if errors.As(err, &e) && e.Type == TypeConnect {
+		if e.Code == CodeAccessDenied {
+			return "Smartcar did not grant access: nothing was connected. Connect again and approve the permissions."
+		}
+		return fmt.Sprintf("Smartcar Connect ended with %s: %s", e.Code, e.Description)
+	}
+	if _, transport := describeTransport(err, 0); errors.As(err, &e) || transport {
+		f := Describe(err, 0)
+		return fmt.Sprintf("%s:%s: %s", f.Type, f.Code, f.Description)
+	}
+	// Our own refusals (no Application ID, a bad mode) are sentences already.
+	return strings.TrimPrefix(err.Error(), "smartcar connect: ")
+}
