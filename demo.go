@@ -135,10 +135,9 @@ func demo(ctx context.Context, cfg *config.Config, log *logrus.Entry, stdout io.
 		sim.SetWebhook(banner.webhook, cfg.SmartcarWebhookSecret.Reveal())
 	}
 
-	printDemoHelp(stdout, cfg, banner)
 	g.Go(func() error {
 		defer srv.Close()
-		return daemon(gctx, cfg, log, daemonOptions{})
+		return daemon(gctx, cfg, log, daemonOptions{ready: func() { printDemoHelp(stdout, cfg, banner) }})
 	})
 	return g.Wait()
 }

@@ -134,6 +134,16 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts dae
 	debug.FreeOSMemory()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
+	if opts.ready != nil {
+		g.Go(func() error {
+			select {
+			case <-b.Started():
+				opts.ready()
+			case <-gctx.Done():
+			}
+			return nil
+		})
+	}
 	// The vehicle list, and cars `auth` connects while the daemon runs: once
 	// Home Assistant has what is known, so a cold start waits for nothing.
 	g.Go(func() error {
@@ -181,10 +191,14 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts dae
 }
 
 // daemonOptions are what a command adds to the daemon: the add-on's Ingress
-// listener, which serves the web page to the Supervisor's proxy only.
+// listener, which serves the web page to the Supervisor's proxy only, and
+// the demo's word once everything serves.
 type daemonOptions struct {
 	ingress      net.Listener // nil: none
 	ingressProxy string       // the one address allowed on ingress
+	// ready, if set, is called once the bridge serves: the demo's banner,
+	// whose commands then work as soon as they are printed.
+	ready func()
 }
 
 // webConnect is the web page's Connect a car for the API generation in use,
