@@ -79,12 +79,12 @@ func LoadAddon(command string, lookup LookupFunc) (*Config, error) {
 		}
 		return lookup(key)
 	}
+	names := optionNames()
 	cfg, err := loadFrom(command, merged, command == "addon")
 	if err != nil {
 		var cerr *Error
 		if errors.As(err, &cerr) {
 			cerr.Options = true
-			names := optionNames()
 			for i, p := range cerr.Problems {
 				if _, fromEnv := lookup(p.Var); !fromEnv || options[p.Var] != "" {
 					cerr.Problems[i] = Problem{Var: optionName(p.Var), Reason: names.Replace(p.Reason)}
@@ -94,7 +94,9 @@ func LoadAddon(command string, lookup LookupFunc) (*Config, error) {
 		}
 		return nil, err
 	}
-	cfg.options = options
+	for i, w := range cfg.warnings {
+		cfg.warnings[i] = names.Replace(w)
+	}
 	cfg.supervisor = &Supervisor{URL: DefaultSupervisorURL}
 	if u, _ := lookup("SUPERVISOR_URL"); strings.TrimSpace(u) != "" {
 		cfg.supervisor.URL = strings.TrimRight(strings.TrimSpace(u), "/")
@@ -229,15 +231,16 @@ func (c *Config) CheckEmbeddedBroker() error {
 		return nil // half an account was refused by LoadAddon already
 	}
 	const why = "required for the embedded broker: the Supervisor offers no MQTT broker (install the Mosquitto broker add-on, or set broker_username and broker_password for Home Assistant's MQTT integration, or mqtt_url)"
+	addon := c.supervisor != nil
 	var ps []Problem
 	for _, key := range []string{"BROKER_USERNAME", "BROKER_PASSWORD"} {
 		name := key
-		if c.options != nil {
+		if addon {
 			name = optionName(key)
 		}
 		ps = append(ps, Problem{Var: name, Reason: why})
 	}
-	return &Error{Problems: ps, Options: c.options != nil}
+	return &Error{Problems: ps, Options: addon}
 }
 
 // UseBroker points the daemon at a broker found at run time (the Supervisor's

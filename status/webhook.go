@@ -188,7 +188,7 @@ func (h *webhook) badSignature(r *http.Request, missing bool) {
 		fields["refused_since_last_warning"] = more
 	}
 	h.log.WithFields(fields).Warnf("refused a webhook delivery: %s. Smartcar signs each one with the Application Management Token: "+
-		"check that SMARTCAR_WEBHOOK_SECRET is that token, of the application whose webhook calls this URL (at most one such line per %s)", why, badSignatureEvery)
+		"check that SMARTCAR_WEBHOOK_SECRET is that token, of the application whose webhook calls this URL, with no space or line break around it (at most one such line per %s)", why, badSignatureEvery)
 }
 
 func (h *webhook) refuse(w http.ResponseWriter, typ, outcome string, code int, why string) {
