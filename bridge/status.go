@@ -52,20 +52,10 @@ type ErrorStatus struct {
 	At                                  time.Time
 }
 
-// vehicleGauges mirror what a worker owns, for readers on other goroutines.
+// vehicleGauges mirror what a worker owns, for readers on other goroutines:
+// the snapshot show took last, nil before the worker started.
 type vehicleGauges struct {
-	available atomic.Bool
-	knownAt   atomic.Int64 // unix nanoseconds; 0 for never
-	view      atomic.Pointer[VehicleStatus]
-}
-
-func (g *vehicleGauges) set(available bool, knownAt time.Time) {
-	g.available.Store(available)
-	if knownAt.IsZero() {
-		g.knownAt.Store(0)
-	} else {
-		g.knownAt.Store(knownAt.UnixNano())
-	}
+	view atomic.Pointer[VehicleStatus]
 }
 
 // show records what the worker has just published, for Status. Only the
@@ -97,16 +87,10 @@ func (b *Bridge) Status() Status {
 		ConnectionsLost: b.lost.Load(),
 	}
 	for id, w := range b.fleet.Load().workers {
-		var v VehicleStatus
+		v := VehicleStatus{ID: id, Make: w.vehicle.Make, Model: w.vehicle.Model, Year: w.vehicle.Year, HasDoor: hasDoor(w.vehicle)}
 		if shown := w.gauges.view.Load(); shown != nil {
 			v = *shown
-		} else { // the worker has not started yet: what is known without it
-			v = VehicleStatus{ID: id, Make: w.vehicle.Make, Model: w.vehicle.Model, Year: w.vehicle.Year, HasDoor: hasDoor(w.vehicle)}
-		}
-		v.Available = w.gauges.available.Load()
-		if ns := w.gauges.knownAt.Load(); ns != 0 {
-			v.KnownAt = time.Unix(0, ns)
-		}
+		} // else the worker has not started yet: what is known without it
 		s.Vehicles = append(s.Vehicles, v)
 	}
 	sort.Slice(s.Vehicles, func(i, j int) bool { return s.Vehicles[i].ID < s.Vehicles[j].ID })

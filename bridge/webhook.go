@@ -221,8 +221,7 @@ func (w *worker) takeDelivery(d Delivery, door, charge, failure *bool) string {
 		*charge = true
 		if slices.Contains(applied, smartcar.SignalDoorOpen) {
 			w.state = doorState(&next)
-			w.known = d.Received
-			w.gauges.set(w.available, w.known)
+			w.known = d.Received // shown once the batch is published
 			*door = true
 		}
 		if debugEnabled(w.log) {

@@ -231,7 +231,6 @@ func (w *worker) restore() {
 		w.state, w.attrs, w.known = saved.State, saved.Attributes, saved.KnownAt
 		w.charge, w.readAt = saved.Charge.state(), saved.ReadAt
 	}
-	w.gauges.set(w.available, w.known)
 	w.show()
 	if !w.vehicle.CanReadCharge() {
 		return
@@ -380,7 +379,7 @@ func (w *worker) read(ctx context.Context) {
 // back; why is how it was learned, for scheduleAfter.
 func (w *worker) learned(at time.Time, why string) {
 	w.known = at
-	w.gauges.set(w.available, at)
+	w.show()
 	w.scheduleAfter(at, why)
 	w.remember()
 }
@@ -482,7 +481,6 @@ func (w *worker) setAvailable(ok bool) {
 		return
 	}
 	w.available = ok
-	w.gauges.set(ok, w.known)
 	w.publishAvailability()
 	w.show()
 }

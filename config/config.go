@@ -832,21 +832,28 @@ func writableDir(dir string) string {
 	return ""
 }
 
-// Smartcar's plans allow about planCalls calls per vehicle a month, and
-// polling is the daemon's steady use of them. The count the poll rules use
-// is the simplest honest one: one call per vehicle per poll, over a month of
-// 30 days; commands and refresh presses come on top and are few.
+// Smartcar's plans allow about PlanCallsPerVehicle calls per vehicle a
+// month, and polling is the daemon's steady use of them. The count the poll
+// rules (and the web page's estimate) use is the simplest honest one: one
+// call per vehicle per poll, over a month of 30 days; commands and refresh
+// presses come on top and are few.
 const (
-	planCalls       = 500
-	quotaMonth      = 30 * 24 * time.Hour
-	minPollInterval = time.Minute
+	PlanCallsPerVehicle = 500
+	quotaMonth          = 30 * 24 * time.Hour
+	minPollInterval     = time.Minute
 	// advisedPoll is the round interval we advise instead: 360 reads a month,
 	// which leaves room in the plan for commands and refreshes.
 	advisedPoll = "2h"
 )
 
-// readsPerMonth is how many times polling every d reads each car in a month.
-func readsPerMonth(d time.Duration) int64 { return int64(quotaMonth / d) }
+// ReadsPerMonth is how many times polling every d reads each car in a
+// month; 0 when polling is off.
+func ReadsPerMonth(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64(quotaMonth / d)
+}
 
 // pollTooOften refuses a poll interval under a minute, 0 (no polling) aside:
 // it would spend a month of the plan in hours, leaving nothing for the door
@@ -856,17 +863,17 @@ func pollTooOften(d time.Duration) string {
 		return ""
 	}
 	return fmt.Sprintf("%s reads each car about %s times a month, which spends a month of Smartcar quota (plans allow about %d calls per vehicle per month) in %s: the minimum is %s; set %s or more (%s is the default, 0 disables polling)",
-		shortDuration(d), thousands(readsPerMonth(d)), planCalls, roughly(planCalls*d), shortDuration(minPollInterval), advisedPoll, pollDefault())
+		ShortDuration(d), thousands(ReadsPerMonth(d)), PlanCallsPerVehicle, roughly(PlanCallsPerVehicle*d), ShortDuration(minPollInterval), advisedPoll, pollDefault())
 }
 
 // pollWarnings warns of an interval allowed, but reading each car more often
 // than the plan allows.
 func pollWarnings(d time.Duration) []string {
-	if d <= 0 || readsPerMonth(d) <= planCalls {
+	if d <= 0 || ReadsPerMonth(d) <= PlanCallsPerVehicle {
 		return nil
 	}
 	return []string{fmt.Sprintf("SMARTCAR_POLL_INTERVAL=%s reads each car about %s times a month; Smartcar plans allow about %d calls per vehicle per month: set %s or more (%s is the default)",
-		shortDuration(d), thousands(readsPerMonth(d)), planCalls, advisedPoll, pollDefault())}
+		ShortDuration(d), thousands(ReadsPerMonth(d)), PlanCallsPerVehicle, advisedPoll, pollDefault())}
 }
 
 // pollDefault is SMARTCAR_POLL_INTERVAL's default, from its tag, so the
@@ -876,9 +883,9 @@ func pollDefault() string {
 	return f.Tag.Get("default")
 }
 
-// shortDuration writes d as a user would: 30m, 2h, 1h30m rather than
+// ShortDuration writes d as a user would: 30m, 2h, 1h30m rather than
 // time.Duration's 30m0s, 2h0m0s, 1h30m0s.
-func shortDuration(d time.Duration) string {
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -911,8 +911,8 @@ func TestReadableHelpers(t *testing.T) {
 		30 * time.Second: "30s", time.Minute: "1m", 30 * time.Minute: "30m", 2 * time.Hour: "2h",
 		90 * time.Minute: "1h30m", 90 * time.Second: "1m30s", 500 * time.Millisecond: "500ms",
 	} {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%v) = %q, want %q", d, got, want)
 		}
 	}
 	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 86400: "86,400", 1234567: "1,234,567"} {

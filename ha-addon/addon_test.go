@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/png"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -508,7 +509,7 @@ func checkMapEntry(p *problems, i int, e any) {
 func checkPorts(p *problems, cfg map[string]any) {
 	ports, _ := cfg["ports"].(map[string]any)
 	descriptions, _ := cfg["ports_description"].(map[string]any)
-	for _, k := range sortedKeys(ports) {
+	for _, k := range slices.Sorted(maps.Keys(ports)) {
 		if !rePort.MatchString(k) {
 			p.add("ports: %q is not port[/tcp|/udp]", k)
 		}
@@ -522,7 +523,7 @@ func checkPorts(p *problems, cfg map[string]any) {
 			p.add("ports_description: no description for %s", k)
 		}
 	}
-	for _, k := range sortedKeys(descriptions) {
+	for _, k := range slices.Sorted(maps.Keys(descriptions)) {
 		if !rePort.MatchString(k) {
 			p.add("ports_description: %q is not port[/tcp|/udp]", k)
 		}
@@ -533,15 +534,6 @@ func checkPorts(p *problems, cfg map[string]any) {
 			p.add("ports_description: %s is not a declared port", k)
 		}
 	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // schemaType is one parsed option type such as "int(1,10)?" or "list(a|b)".
@@ -674,10 +666,10 @@ func checkOptions(p *problems, options, schema any) {
 		}
 		return
 	}
-	for _, k := range sortedKeys(sch) {
+	for _, k := range slices.Sorted(maps.Keys(sch)) {
 		checkSchemaEntry(p, "schema."+k, sch[k], opts, k, 1)
 	}
-	for _, k := range sortedKeys(opts) {
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if _, ok := sch[k]; !ok {
 			p.add("options.%s: has no schema entry (the Supervisor drops it)", k)
 		}
@@ -690,7 +682,6 @@ func checkSchemaEntry(p *problems, where string, elem any, opts map[string]any, 
 		p.add("%s: nested too deep (the Supervisor allows two levels)", where)
 		return
 	}
-	def, hasDefault := opts[key]
 	switch e := elem.(type) {
 	case string:
 		t, err := parseSchemaType(e)
@@ -698,18 +689,8 @@ func checkSchemaEntry(p *problems, where string, elem any, opts map[string]any, 
 			p.add("%s: %v", where, err)
 			return
 		}
-		if opts == nil {
-			return
-		}
-		switch {
-		case t.optional && hasDefault:
-			p.add("options.%s: an optional (%s) option must have no default", key, e)
-		case !t.optional && !hasDefault:
-			p.add("options.%s: missing; %s is required, give a default (null makes the user fill it in)", key, e)
-		case hasDefault && def != nil:
-			if err := t.accepts(def); err != nil {
-				p.add("options.%s: %v", key, err)
-			}
+		if opts != nil {
+			checkDefault(p, opts, key, e, t, false)
 		}
 	case []any:
 		if len(e) != 1 {
@@ -726,38 +707,57 @@ func checkSchemaEntry(p *problems, where string, elem any, opts map[string]any, 
 				p.add("%s: %v", where, err)
 				return
 			}
-			if opts == nil {
-				return
-			}
-			switch {
-			case t.optional && hasDefault:
-				p.add("options.%s: an optional ([%s]) option must have no default", key, s)
-			case !t.optional && !hasDefault:
-				p.add("options.%s: missing; [%s] is required, give a default list", key, s)
-			case hasDefault:
-				l, ok := def.([]any)
-				if !ok {
-					p.add("options.%s: is a %s, want a list", key, kindName(def))
-					return
-				}
-				for i, v := range l {
-					if v == nil {
-						continue
-					}
-					if err := t.accepts(v); err != nil {
-						p.add("options.%s[%d]: %v", key, i, err)
-					}
-				}
+			if opts != nil {
+				checkDefault(p, opts, key, "["+s+"]", t, true)
 			}
 			return
 		}
 		checkSchemaEntry(p, where+"[0]", e[0], nil, "", depth+1)
 	case map[string]any:
-		for _, k := range sortedKeys(e) {
+		for _, k := range slices.Sorted(maps.Keys(e)) {
 			checkSchemaEntry(p, where+"."+k, e[k], nil, k, depth+1)
 		}
 	default:
 		p.add("%s: is a %s, want a type string, a one-element list or a mapping", where, kindName(elem))
+	}
+}
+
+// checkDefault checks a top-level option's default against its schema type
+// (shown as written): an optional option has none, a required one has one
+// (null makes the user fill it in), and a value given is one the type, or
+// for a list each item, accepts.
+func checkDefault(p *problems, opts map[string]any, key, shown string, t schemaType, list bool) {
+	def, hasDefault := opts[key]
+	switch {
+	case t.optional && hasDefault:
+		p.add("options.%s: an optional (%s) option must have no default", key, shown)
+		return
+	case !t.optional && !hasDefault:
+		p.add("options.%s: missing; %s is required, give a default (null makes the user fill it in)", key, shown)
+		return
+	case !hasDefault || def == nil && !list:
+		return
+	}
+	values := []any{def}
+	if list {
+		l, ok := def.([]any)
+		if !ok {
+			p.add("options.%s: is a %s, want a list", key, kindName(def))
+			return
+		}
+		values = l
+	}
+	for i, v := range values {
+		if v == nil {
+			continue
+		}
+		where := key
+		if list {
+			where = fmt.Sprintf("%s[%d]", key, i)
+		}
+		if err := t.accepts(v); err != nil {
+			p.add("options.%s: %v", where, err)
+		}
 	}
 }
 
@@ -771,7 +771,7 @@ func checkRepository(doc []byte) []string {
 	if name, ok := repo["name"].(string); !ok || strings.TrimSpace(name) == "" {
 		p.add("name: required, a non-empty string")
 	}
-	for _, k := range sortedKeys(repo) {
+	for _, k := range slices.Sorted(maps.Keys(repo)) {
 		v := repo[k]
 		switch k {
 		case "name":
@@ -803,14 +803,14 @@ func checkTranslations(configDoc, translationDoc []byte) []string {
 	if err != nil {
 		return []string{"not valid YAML: " + err.Error()}
 	}
-	for _, k := range sortedKeys(tr) {
+	for _, k := range slices.Sorted(maps.Keys(tr)) {
 		if k != "configuration" && k != "network" {
 			p.add("%s: unknown key (configuration, network)", k)
 		}
 	}
 	schema, _ := cfg["schema"].(map[string]any)
 	conf, _ := tr["configuration"].(map[string]any)
-	for _, k := range sortedKeys(schema) {
+	for _, k := range slices.Sorted(maps.Keys(schema)) {
 		entry, ok := conf[k].(map[string]any)
 		if !ok {
 			p.add("configuration.%s: missing", k)
@@ -827,19 +827,19 @@ func checkTranslations(configDoc, translationDoc []byte) []string {
 			}
 		}
 	}
-	for _, k := range sortedKeys(conf) {
+	for _, k := range slices.Sorted(maps.Keys(conf)) {
 		if _, ok := schema[k]; !ok {
 			p.add("configuration.%s: no such option in the schema", k)
 		}
 	}
 	ports, _ := cfg["ports"].(map[string]any)
 	network, _ := tr["network"].(map[string]any)
-	for _, k := range sortedKeys(ports) {
+	for _, k := range slices.Sorted(maps.Keys(ports)) {
 		if s, _ := network[k].(string); strings.TrimSpace(s) == "" {
 			p.add("network.%s: missing", k)
 		}
 	}
-	for _, k := range sortedKeys(network) {
+	for _, k := range slices.Sorted(maps.Keys(network)) {
 		if _, ok := ports[k]; !ok {
 			p.add("network.%s: no such port in config.yaml", k)
 		}
@@ -928,7 +928,7 @@ func TestOptionsTheDaemonTakes(t *testing.T) {
 	for k, v := range filled {
 		options[k] = v
 	}
-	for _, k := range sortedKeys(schema) {
+	for _, k := range slices.Sorted(maps.Keys(schema)) {
 		v, ok := options[k]
 		if !ok || v == nil {
 			t.Fatalf("the test has no value for option %s", k)

@@ -189,31 +189,38 @@ func ParseSignals(body []byte) (ChargeState, error) {
 	st := ChargeState{NoData: len(doc.Data) == 0}
 	for _, s := range doc.Data {
 		a := s.Attributes
-		if strings.EqualFold(a.Status.Value, "ERROR") || len(a.Body) == 0 {
+		if strings.EqualFold(a.Status.Value, "ERROR") {
 			continue
 		}
-		var b signalBody
-		if json.Unmarshal(a.Body, &b) != nil {
-			continue
-		}
-		switch strings.ToLower(a.Code) {
-		case SignalDoorOpen:
-			st.DoorOpen = b.boolValue("isOpen")
-		case SignalPluggedIn:
-			st.PluggedIn = b.boolValue()
-		case SignalLatched:
-			if l := b.boolValue(); l != nil {
-				st.Latch = new(map[bool]string{true: LatchEngaged, false: LatchDisengaged}[*l])
-			}
-		case SignalCharging:
-			st.Charging = b.stringValue()
-		case SignalLimits:
-			st.LimitPercent = b.chargeLimit()
-		case SignalEnergyAdded:
-			st.EnergyAdded = b.energyKWh()
-		}
+		decodeSignal(&st, strings.ToLower(a.Code), a.Body)
 	}
 	return st, nil
+}
+
+// decodeSignal sets st's field for the signal code from its body, the same
+// for a read of /signals and a webhook delivery. A missing body or one of an
+// unexpected shape leaves the field as it is.
+func decodeSignal(st *ChargeState, code string, body json.RawMessage) {
+	var b signalBody
+	if len(body) == 0 || json.Unmarshal(body, &b) != nil {
+		return
+	}
+	switch code {
+	case SignalDoorOpen:
+		st.DoorOpen = b.boolValue("isOpen")
+	case SignalPluggedIn:
+		st.PluggedIn = b.boolValue()
+	case SignalLatched:
+		if l := b.boolValue(); l != nil {
+			st.Latch = new(map[bool]string{true: LatchEngaged, false: LatchDisengaged}[*l])
+		}
+	case SignalCharging:
+		st.Charging = b.stringValue()
+	case SignalLimits:
+		st.LimitPercent = b.chargeLimit()
+	case SignalEnergyAdded:
+		st.EnergyAdded = b.energyKWh()
+	}
 }
 
 // signalBody holds a signal's body fields by name, decoded on demand.

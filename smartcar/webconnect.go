@@ -54,10 +54,11 @@ type WebConnect struct {
 	before    func(ctx context.Context) ([]VehicleDetails, error)
 	connected func(ctx context.Context, c Connected) error
 
-	mu     sync.Mutex
-	state  ConnectState
-	secret string             // the flow's state parameter
-	cancel context.CancelFunc // of the flow waiting; nil when none
+	mu      sync.Mutex
+	state   ConnectState
+	changed chan struct{}      // closed when state changes, then replaced
+	secret  string             // the flow's state parameter
+	cancel  context.CancelFunc // of the flow waiting; nil when none
 }
 
 // NewWebConnectV3 serves Connect for API v3. before is what is connected
@@ -68,14 +69,14 @@ func NewWebConnectV3(ctx context.Context, c ConnectV3, before func(ctx context.C
 	if before == nil && c.Client != nil {
 		before = func(ctx context.Context) ([]VehicleDetails, error) { return c.Client.Vehicles(ctx, nil) }
 	}
-	return &WebConnect{ctx: ctx, v3: &c, before: before, connected: connected}
+	return &WebConnect{ctx: ctx, v3: &c, before: before, connected: connected, changed: make(chan struct{})}
 }
 
 // NewWebConnectV2 serves Connect for API v2.0: the code of the pasted
 // address is exchanged and the pair saved to c.Store; connected then lists
 // the vehicles of the new login.
 func NewWebConnectV2(ctx context.Context, c Connect, connected func(ctx context.Context, c Connected) error) *WebConnect {
-	return &WebConnect{ctx: ctx, v2: &c, connected: connected}
+	return &WebConnect{ctx: ctx, v2: &c, connected: connected, changed: make(chan struct{})}
 }
 
 // State is the flow as it stands.
@@ -83,6 +84,22 @@ func (w *WebConnect) State() ConnectState {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.state
+}
+
+// Changed is closed once State changes from what it is now: wait on it,
+// then ask State again.
+func (w *WebConnect) Changed() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.changed
+}
+
+// setState replaces the state and wakes those waiting on Changed. Callers
+// hold mu.
+func (w *WebConnect) setState(st ConnectState) {
+	w.state = st
+	close(w.changed)
+	w.changed = make(chan struct{})
 }
 
 // Start begins a flow and returns the Connect link to open. A flow already
@@ -129,7 +146,7 @@ func (w *WebConnect) Start() (string, error) {
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	w.cancel, w.secret = cancel, secret
-	w.state = ConnectState{Phase: ConnectWaiting, Started: time.Now(), Link: link, NeedsAddress: w.v2 != nil}
+	w.setState(ConnectState{Phase: ConnectWaiting, Started: time.Now(), Link: link, NeedsAddress: w.v2 != nil})
 	if w.v3 != nil {
 		go w.watchV3(ctx, secret, before)
 	}
@@ -227,16 +244,17 @@ func (w *WebConnect) end(secret string, c Connected, err error) {
 		w.cancel = nil
 	}
 	w.secret = ""
-	w.state.Link, w.state.NeedsAddress = "", false
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			w.state = ConnectState{} // the daemon is stopping
-			return
-		}
-		w.state.Phase, w.state.Problem = ConnectFailed, ConnectProblem(err)
-		return
+	st := w.state
+	st.Link, st.NeedsAddress = "", false
+	switch {
+	case errors.Is(err, context.Canceled):
+		st = ConnectState{} // the daemon is stopping
+	case err != nil:
+		st.Phase, st.Problem = ConnectFailed, ConnectProblem(err)
+	default:
+		st.Phase, st.New = ConnectConnected, c.New
 	}
-	w.state.Phase, w.state.New = ConnectConnected, c.New
+	w.setState(st)
 }
 
 // ConnectProblem is a failed Connect in a person's words: Smartcar's own

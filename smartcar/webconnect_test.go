@@ -32,20 +32,17 @@ func approve(t *testing.T, link string) string {
 // waitPhase waits until the flow reaches phase, or fails at the deadline.
 func waitPhase(t *testing.T, w *WebConnect, phase ConnectPhase) ConnectState {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
+		changed := w.Changed()
 		s := w.State()
 		if s.Phase == phase {
 			return s
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Connect is %q (%s), want %q", s.Phase, s.Problem, phase)
-		}
-		// State is a snapshot with nothing to wait on: poll it often, as the page does.
 		select {
-		case <-time.After(5 * time.Millisecond):
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("Connect is %q (%s), want %q", s.Phase, s.Problem, phase)
 		}
 	}
 }

@@ -36,9 +36,13 @@ const SignatureHeader = "SC-Signature"
 // WebhookSignature is hex(HMAC-SHA256(secret, data)): the SC-Signature of a
 // body, and the answer to a VERIFY challenge.
 func WebhookSignature(secret string, data []byte) string {
+	return hex.EncodeToString(webhookMAC(secret, data))
+}
+
+func webhookMAC(secret string, data []byte) []byte {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(data)
-	return hex.EncodeToString(mac.Sum(nil))
+	return mac.Sum(nil)
 }
 
 // ValidWebhookSignature reports whether signature (hex, either case) is
@@ -49,9 +53,7 @@ func ValidWebhookSignature(secret string, body []byte, signature string) bool {
 	if err != nil || len(got) != sha256.Size {
 		return false
 	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
+	return hmac.Equal(got, webhookMAC(secret, body))
 }
 
 // WebhookEvent is one delivery, as far as the daemon reads it.
@@ -128,10 +130,7 @@ func (r ChargeReport) ApplyTo(st *ChargeState, known SignalTimes) (applied []str
 }
 
 // chargeSignals are the signal codes ChargeState holds, in a fixed order.
-var chargeSignals = []string{SignalDoorOpen, SignalPluggedIn, SignalLatched, SignalCharging, SignalLimits, SignalEnergyAdded}
-
-// ChargeSignals returns the signal codes ChargeState holds.
-func ChargeSignals() []string { return append([]string(nil), chargeSignals...) }
+var chargeSignals = [...]string{SignalDoorOpen, SignalPluggedIn, SignalLatched, SignalCharging, SignalLimits, SignalEnergyAdded}
 
 // copySignal sets st's field for code from src.
 func copySignal(st *ChargeState, src ChargeState, code string) {
@@ -220,7 +219,7 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 	if err := json.Unmarshal(body, &env); err != nil {
 		return WebhookEvent{}, fmt.Errorf("decode webhook event: %w", err)
 	}
-	ev := WebhookEvent{ID: bounded(env.EventID, maxEventIDLen), Type: strings.ToUpper(strings.TrimSpace(env.EventType))}
+	ev := WebhookEvent{ID: printable(env.EventID, maxEventIDLen, ""), Type: strings.ToUpper(strings.TrimSpace(env.EventType))}
 	data := env.Data
 	if ev.Type == "" && strings.EqualFold(strings.TrimSpace(env.EventName), "verify") {
 		ev.Type, data = EventVerify, env.Payload
@@ -228,7 +227,7 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 	if ev.Type == "" {
 		return WebhookEvent{}, fmt.Errorf("%w: no eventType", ErrWebhookShape)
 	}
-	ev.Type = bounded(ev.Type, maxFieldLen)
+	ev.Type = printable(ev.Type, maxFieldLen, "")
 	var d webhookData
 	if len(bytes.TrimSpace(data)) > 0 && !bytes.Equal(bytes.TrimSpace(data), []byte("null")) {
 		if err := json.Unmarshal(data, &d); err != nil {
@@ -247,8 +246,8 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 	if ev.VehicleID == "" {
 		ev.VehicleID = strings.TrimSpace(env.VehicleID)
 	}
-	ev.VehicleID = bounded(ev.VehicleID, maxFieldLen)
-	ev.UserID = bounded(strings.TrimSpace(d.User.ID), maxFieldLen)
+	ev.VehicleID = printable(ev.VehicleID, maxFieldLen, "")
+	ev.UserID = printable(strings.TrimSpace(d.User.ID), maxFieldLen, "")
 	switch ev.Type {
 	case EventVehicleState:
 		if ev.VehicleID == "" {
@@ -265,11 +264,11 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 		}
 		for _, e := range d.Errors {
 			ev.Errors = append(ev.Errors, WebhookError{
-				Type:        bounded(strings.ToUpper(e.Type), maxFieldLen),
-				Code:        bounded(strings.ToUpper(e.Code), maxFieldLen),
+				Type:        printable(strings.ToUpper(e.Type), maxFieldLen, ""),
+				Code:        printable(strings.ToUpper(e.Code), maxFieldLen, ""),
 				Resolved:    strings.EqualFold(strings.TrimSpace(e.State), "RESOLVED"),
 				Description: printable(firstNonEmpty(e.SuggestedUserMessage, e.Description), maxErrorSnippet, "…"),
-				Resolution:  bounded(e.Resolution.Type, maxFieldLen),
+				Resolution:  printable(e.Resolution.Type, maxFieldLen, ""),
 			})
 		}
 	}
@@ -322,9 +321,9 @@ func chargeReport(raw json.RawMessage) (ChargeReport, error) {
 			continue // the same signal twice: the later one counts
 		}
 		r.Carried[code] = at
-		var value ChargeState
+		var value ChargeState // a failed signal is unknown, whatever its body says
 		if !signalFailed(s) {
-			value = decodeSignal(code, s.Body)
+			decodeSignal(&value, code, s.Body)
 		}
 		copySignal(&r.State, value, code)
 	}
@@ -376,14 +375,7 @@ func signalCode(s webhookSignal) string {
 	return strings.ToLower(strings.TrimSpace(s.Group) + "-" + strings.TrimSpace(s.Name))
 }
 
-func isChargeSignal(code string) bool {
-	for _, c := range chargeSignals {
-		if c == code {
-			return true
-		}
-	}
-	return false
-}
+func isChargeSignal(code string) bool { return slices.Contains(chargeSignals[:], code) }
 
 // signalFailed says whether a signal carries no value: an ERROR status, an
 // error object, or no body at all.
@@ -420,35 +412,6 @@ func isJSONValue(raw json.RawMessage) bool {
 	return len(raw) > 0 && !bytes.Equal(raw, []byte("null"))
 }
 
-// decodeSignal reads one signal's body exactly as a read of /signals
-// would, by handing ParseSignals a list of that one signal: a webhook and a
-// read can never disagree on what a body means.
-func decodeSignal(code string, body json.RawMessage) ChargeState {
-	type attributes struct {
-		Code   string `json:"code"`
-		Status struct {
-			Value string `json:"value"`
-		} `json:"status"`
-		Body json.RawMessage `json:"body"`
-	}
-	type entry struct {
-		Attributes attributes `json:"attributes"`
-	}
-	a := attributes{Code: code, Body: body}
-	a.Status.Value = "SUCCESS"
-	doc, err := json.Marshal(struct {
-		Data []entry `json:"data"`
-	}{Data: []entry{{Attributes: a}}})
-	if err != nil { // a body that is not JSON cannot come out of Unmarshal
-		return ChargeState{}
-	}
-	st, err := ParseSignals(doc)
-	if err != nil {
-		return ChargeState{}
-	}
-	return st
-}
-
 // parseTimestamp reads oemUpdatedAt: epoch milliseconds (a number, or a
 // string of digits), or an ISO-8601 time. Anything else is the zero time.
 // A number too small to be milliseconds of this century is taken as
@@ -478,14 +441,6 @@ func parseTimestamp(raw json.RawMessage) time.Time {
 		n *= 1000 // seconds
 	}
 	return time.UnixMilli(int64(n)).UTC()
-}
-
-// bounded is s cut to at most n bytes of valid UTF-8.
-func bounded(s string, n int) string {
-	if len(s) > n {
-		s = s[:n]
-	}
-	return strings.ToValidUTF8(s, "")
 }
 
 func firstNonEmpty(s ...string) string {

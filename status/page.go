@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
+	"github.com/smartcar2mqtt/smartcar2mqtt/config"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
 
@@ -61,13 +62,9 @@ var pageFiles embed.FS
 // the page under, e.g. /api/hassio_ingress/<token>.
 const ingressPathHeader = "X-Ingress-Path"
 
-// Plan arithmetic: Smartcar plans allow roughly 500 calls per vehicle a
-// month; the vehicle list is refreshed about daily.
-const (
-	planCallsPerVehicle = 500
-	listingCallsAMonth  = 30
-	planMonth           = 30 * 24 * time.Hour
-)
+// listingCallsAMonth is what the daily vehicle listing spends in a month of
+// the plan arithmetic's 30 days.
+const listingCallsAMonth = 30
 
 // pageParts are the parts of the page the script swaps in when they change.
 func pageParts() []string { return []string{"vehicles", "connect", "account"} }
@@ -534,7 +531,7 @@ func carName(year int, maker, model, id string) string {
 // per car every interval, and the daily vehicle listing.
 func usage(u smartcar.UsageSnapshot, poll time.Duration, cars int) usageView {
 	v := usageView{Month: u.Month, Total: u.Total, Today: u.Today, PollInterval: "off",
-		ListingPerMonth: listingCallsAMonth, PlanPerCar: planCallsPerVehicle}
+		ListingPerMonth: listingCallsAMonth, PlanPerCar: config.PlanCallsPerVehicle}
 	if v.Month == "" {
 		v.Month = time.Now().UTC().Format("2006-01")
 	}
@@ -544,13 +541,13 @@ func usage(u smartcar.UsageSnapshot, poll time.Duration, cars int) usageView {
 			"The daily vehicle listing costs about %d calls a month.", listingCallsAMonth)
 		return v
 	}
-	v.PollInterval = shortDuration(poll)
-	v.ReadsPerCar = int(math.Round(float64(planMonth) / float64(poll)))
+	v.PollInterval = config.ShortDuration(poll)
+	v.ReadsPerCar = int(config.ReadsPerMonth(poll))
 	v.EstimatePerMonth = v.ReadsPerCar*cars + listingCallsAMonth
 	v.Estimate = fmt.Sprintf("Polling every %s spends about %d reads a month per car, plus about %d a month for the daily vehicle listing: "+
 		"about %d a month for %s, before commands and Refresh. Smartcar plans allow roughly %d calls per vehicle a month.",
-		v.PollInterval, v.ReadsPerCar, listingCallsAMonth, v.EstimatePerMonth, plural(cars, "car"), planCallsPerVehicle)
-	if v.ReadsPerCar > planCallsPerVehicle {
+		v.PollInterval, v.ReadsPerCar, listingCallsAMonth, v.EstimatePerMonth, plural(cars, "car"), config.PlanCallsPerVehicle)
+	if v.ReadsPerCar > config.PlanCallsPerVehicle {
 		v.Estimate += " Polling alone spends more than that: set a longer poll interval."
 	}
 	return v
@@ -561,18 +558,6 @@ func plural(n int, noun string) string {
 		return "1 " + noun
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
-}
-
-// shortDuration is 6h for 6h0m0s, 1h30m for 1h30m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
 }
 
 // when is a moment as a <time> element (which the page's script shows in the

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
+	"github.com/smartcar2mqtt/smartcar2mqtt/config"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
 )
@@ -230,7 +231,7 @@ func TestPagePlanEstimate(t *testing.T) {
 				t.Errorf("reads %d total %d, want %d %d", u.ReadsPerCar, u.EstimatePerMonth, tt.reads, tt.total)
 			}
 			wantAll(t, u.Estimate, tt.words...)
-			if tt.reads <= planCallsPerVehicle && strings.Contains(u.Estimate, "more than that") {
+			if tt.reads <= config.PlanCallsPerVehicle && strings.Contains(u.Estimate, "more than that") {
 				t.Errorf("a warning for a poll interval within the plan: %s", u.Estimate)
 			}
 		})

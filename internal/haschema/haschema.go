@@ -20,7 +20,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -188,7 +189,7 @@ func (c *checker) migration(root map[string]any) bool {
 // expand renames abbreviated keys in place, as Home Assistant does before
 // validating (an abbreviated key overwrites its long form).
 func (c *checker) expand(path string, m map[string]any, table map[string]string) {
-	for _, short := range sortedKeys(m) {
+	for _, short := range slices.Sorted(maps.Keys(m)) {
 		long, ok := table[short]
 		if !ok || long == short {
 			continue
@@ -231,7 +232,7 @@ var sharedOptions = []string{
 
 func (c *checker) devicePayload(root map[string]any) {
 	c.expandEntity("", root)
-	for _, k := range sortedKeys(root) {
+	for _, k := range slices.Sorted(maps.Keys(root)) {
 		if !deviceRootKeys[k] {
 			c.addf(k, "not allowed at the root of a device discovery payload")
 		}
@@ -263,7 +264,7 @@ func (c *checker) devicePayload(root map[string]any) {
 		"qos":                   (*checker).qos,
 		"encoding":              (*checker).str,
 	}
-	for _, k := range sortedKeys(root) {
+	for _, k := range slices.Sorted(maps.Keys(root)) {
 		if chk, ok := rootChecks[k]; ok {
 			chk(c, k, root[k])
 		}
@@ -281,7 +282,7 @@ func (c *checker) devicePayload(root map[string]any) {
 	}
 	uniqueIDs := map[string]string{}
 	entityIDs := map[string]string{}
-	for _, id := range sortedKeys(cmps) {
+	for _, id := range slices.Sorted(maps.Keys(cmps)) {
 		path := join("components", id)
 		if c.strict && !isObjectID(id) {
 			c.addf(path, "component id should match [a-zA-Z0-9_-]+ (it becomes an object id)")
@@ -398,15 +399,6 @@ func deviceName(cfg map[string]any) string {
 	dev, _ := cfg["device"].(map[string]any)
 	name, _ := dev["name"].(string)
 	return name
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func ensureList(v any) []any {

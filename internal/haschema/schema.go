@@ -3,8 +3,10 @@ package haschema
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -152,7 +154,7 @@ func (c *checker) entity(path, platformName string, cfg map[string]any, deviceDi
 			c.addf(join(path, k), "required for %s", platformName)
 		}
 	}
-	for _, k := range sortedKeys(cfg) {
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
 		p := join(path, k)
 		if inherited[k] {
 			continue
@@ -219,7 +221,7 @@ func (c *checker) availability(path string, cfg map[string]any, rootStrict bool,
 		} else {
 			c.topicValue(join(ip, "topic"), t, false)
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			switch k {
 			case "topic":
 			case "payload_available", "payload_not_available":
@@ -267,7 +269,7 @@ func (c *checker) device(path string, v any) {
 		}
 		delete(m, "via_hub")
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		chk, ok := deviceKeys[k]
 		if !ok {
 			c.addf(join(path, k), "unknown device option (Home Assistant rejects the payload)")
@@ -290,7 +292,7 @@ func (c *checker) origin(path string, v any) {
 	if _, ok := m["name"]; !ok {
 		c.addf(join(path, "name"), "required")
 	}
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		p := join(path, k)
 		switch k {
 		case "name", "sw_version":
