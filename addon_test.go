@@ -151,6 +151,8 @@ func TestAddonUsesTheSupervisorsBroker(t *testing.T) {
 		t.Errorf("the Supervisor was asked %d times, want once", asked.Load())
 	}
 
+	// The cover can be announced before the bridge serves: wait for the word.
+	d.stderr.WaitLine(t, "ready: taking charge port commands", 20*time.Second)
 	fetchPages(t, httpAddr, "/healthz")
 	// The container's HEALTHCHECK inside the add-on asks where the options say.
 	if code, _, stderr := runMain(t, []string{"DATA_DIR=" + dataDir, "SUPERVISOR_TOKEN=" + supervisorToken}, "healthcheck"); code != 0 {

@@ -134,16 +134,18 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts dae
 	debug.FreeOSMemory()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return b.Run(gctx) })
-	if opts.ready != nil {
-		g.Go(func() error {
-			select {
-			case <-b.Started():
+	g.Go(func() error {
+		select {
+		case <-b.Started():
+			// The line a user (and a test) waits for: /healthz says ok from here on.
+			log.Info("ready: taking charge port commands from Home Assistant")
+			if opts.ready != nil {
 				opts.ready()
-			case <-gctx.Done():
 			}
-			return nil
-		})
-	}
+		case <-gctx.Done():
+		}
+		return nil
+	})
 	// The vehicle list, and cars `auth` connects while the daemon runs: once
 	// Home Assistant has what is known, so a cold start waits for nothing.
 	g.Go(func() error {

@@ -175,7 +175,9 @@ func TestNoLoginYetWaitsForAuth(t *testing.T) {
 		"SMARTCAR_API_URL=" + srv.URL + "/v2.0", "SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token",
 		"BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN=127.0.0.1:0", "HTTP_LISTEN=" + httpAddr}, "run")
 	d.stderr.WaitLine(t, "no Smartcar login yet", 20*time.Second)
-	d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	// Connected is not yet serving: the bridge starts its workers after the
+	// broker answers, and /healthz says 503 until then.
+	d.stderr.WaitLine(t, "ready: taking charge port commands", 20*time.Second)
 	resp, err := http.Get("http://" + httpAddr + "/healthz")
 	if err != nil {
 		t.Fatal(err)

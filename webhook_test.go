@@ -140,7 +140,7 @@ func newHookWorld(t *testing.T, broker string, opts smartcarsim.Options) *hookWo
 		env = append(env, "BROKER_LISTEN="+addr, "BROKER_ALLOW_ANONYMOUS=true")
 	}
 	w.d = startMain(t, env, "run")
-	w.d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+	w.d.stderr.WaitLine(t, "ready: taking charge port commands", 20*time.Second)
 
 	ha := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(brokerURL).SetClientID("ha-hooks-" + broker))
 	if tok := ha.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
