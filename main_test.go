@@ -284,8 +284,8 @@ func TestDemoHealthAndMetrics(t *testing.T) {
 			dataDir := t.TempDir()
 			d := startDemo(t, tt.env, "DATA_DIR="+dataDir, "HTTP_LISTEN="+httpAddr, "BROKER_LISTEN=127.0.0.1:0", "LOG_LEVEL=debug")
 			d.stderr.WaitLine(t, tt.startLine, 20*time.Second)
-			// Up when it says it connected to the broker: wait on that line, not a clock.
-			d.stderr.WaitLine(t, "connected to the MQTT broker", 20*time.Second)
+			// Up when it says it serves: wait on that line, not a clock.
+			d.stderr.WaitLine(t, "ready: taking charge port commands", 20*time.Second)
 			// The vehicles are listed in the background, then read: wait for the read.
 			d.stderr.WaitLine(t, `why="after a read"`, 20*time.Second)
 
