@@ -230,7 +230,7 @@ func TestWebPageInABrowser(t *testing.T) {
 
 	waitFor("the new car on the page, without a reload", `!!d.querySelector('article.car[data-id="car-from-the-page"]') && `+
 		`d.querySelector('article.car[data-id="car-from-the-page"] h3').textContent === "2025 TESLA Model Y" && `+
-		`d.getElementById("connect").textContent.includes("Connected: 2025 TESLA Model Y")`, 60*time.Second)
+		`d.getElementById("connect").textContent.includes("Connected: 2025 TESLA Model Y. It is under Vehicles above.")`, 60*time.Second)
 	if reloaded, err := chromedp.Run(bctx, chromedp.Evaluate[bool](inPage(`document.querySelector("iframe").contentWindow.notReloaded !== true`))); err != nil || reloaded {
 		t.Errorf("the page was reloaded (%v)", err)
 	}

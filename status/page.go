@@ -15,6 +15,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,7 +318,10 @@ type connectView struct {
 	Link         string      `json:"link,omitempty"`
 	NeedsAddress bool        `json:"needsAddress"`
 	New          []connected `json:"new,omitempty"`
-	Problem      string      `json:"problem,omitempty"`
+	// Listed: every car connected is under Vehicles already, so the page
+	// says where it is instead of that it will come.
+	Listed  bool   `json:"listed,omitempty"`
+	Problem string `json:"problem,omitempty"`
 }
 
 type connected struct {
@@ -386,7 +390,17 @@ func (s *pageServer) view() pageView {
 		v.Vehicles = append(v.Vehicles, vehicle(car, u.Vehicles[car.ID]))
 	}
 	v.Usage = usage(u, p.PollInterval, len(v.Vehicles))
+	v.Connect.Listed = len(v.Connect.New) > 0 && allListed(v.Connect.New, v.Vehicles)
 	return v
+}
+
+func allListed(cars []connected, vehicles []vehicleView) bool {
+	for _, c := range cars {
+		if !slices.ContainsFunc(vehicles, func(v vehicleView) bool { return v.ID == c.ID }) {
+			return false
+		}
+	}
+	return true
 }
 
 // rendering is one view rendered: its parts, the state endpoint's answer,

@@ -439,7 +439,13 @@ func TestPageConnectFlow(t *testing.T) {
 	if s.Connect.Phase != "connected" || len(s.Connect.New) != 1 || s.Connect.New[0].Name != "2024 TESLA Model Y" {
 		t.Errorf("connected: %+v", s.Connect)
 	}
-	wantAll(t, string(s.Parts["connect"].HTML), "Connected: 2024 TESLA Model Y", ">Connect another car</button>")
+	wantAll(t, string(s.Parts["connect"].HTML), "Connected: 2024 TESLA Model Y", "once the daemon has listed it", ">Connect another car</button>")
+	// Once the bridge serves the new car, the page says where it is.
+	c.set(smartcar.ConnectState{Phase: smartcar.ConnectConnected, Started: time.Now(),
+		New: []smartcar.VehicleDetails{{Vehicle: smartcar.Vehicle{ID: "car-1", Make: "TESLA", Model: "Model Y", Year: 2024}}}})
+	if s = getState(t, h); !s.Connect.Listed || !strings.Contains(string(s.Parts["connect"].HTML), "It is under Vehicles above.") {
+		t.Errorf("connected and listed: %+v\n%s", s.Connect, s.Parts["connect"].HTML)
+	}
 
 	c.set(smartcar.ConnectState{Phase: smartcar.ConnectFailed, Problem: "no new connection appeared within 15m0s; connect again"})
 	_, body = getPage(t, h, "/")
