@@ -320,7 +320,7 @@ func (b *Broker) close() {
 // server is shutting down, an older one sees its connection closed (shutdownHook).
 func (b *Broker) disconnectClients() {
 	for _, cl := range b.server.Clients.GetAll() {
-		if !cl.Closed() {
+		if !cl.Closed() && b.conns.tell(cl.Net.Conn) {
 			b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -37,6 +39,86 @@ func TestCloseDisconnectsEachProtocolItsWay(t *testing.T) {
 			expectEnd(t, c, packets.ErrServerShuttingDown.Code)
 		})
 	}
+}
+
+// A client whose session is established while Close disconnects the others
+// is told once: mochi sends CONNACK before it runs OnSessionEstablished, so
+// Close can find the client listed and the hook can find the broker closing.
+// A hook here holds the client between the two until Close has chosen to
+// disconnect it, and counts the DISCONNECTs mochi is asked to write.
+func TestCloseDuringSessionEstablishedDisconnectsOnce(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			b := startBroker(t, Options{AllowAnonymous: true})
+			h := &betweenConnackAndSession{release: make(chan struct{}), disconnecting: make(chan struct{}), established: make(chan struct{})}
+			if err := b.server.AddHook(h, nil); err != nil {
+				t.Fatal(err)
+			}
+			c, rc := connectRaw(t, b.Addr().String(), p.version, connectParams{id: "late-" + fmt.Sprint(p.version)})
+			if rc != 0 {
+				t.Fatalf("CONNACK code 0x%02X", rc)
+			}
+			closed := make(chan struct{})
+			go func() { b.Close(); close(closed) }()
+			select {
+			case <-h.disconnecting:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close never disconnected the client")
+			}
+			close(h.release)
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return")
+			}
+			if n := h.disconnects.Load(); n != 1 {
+				t.Errorf("%d DISCONNECTs written to one client, want 1", n)
+			}
+			expectEnd(t, c, packets.ErrServerShuttingDown.Code)
+		})
+	}
+}
+
+// betweenConnackAndSession holds a client after its CONNACK until release,
+// and the first DISCONNECT to it until its session is established (or a
+// deadline), so both paths that can end it run while it is still open.
+type betweenConnackAndSession struct {
+	mqtt.HookBase
+	release       chan struct{}
+	disconnecting chan struct{} // closed when the first DISCONNECT is about to be written
+	established   chan struct{} // closed after every OnSessionEstablished before this hook's
+	first         sync.Once
+	disconnects   atomic.Int32
+}
+
+func (h *betweenConnackAndSession) ID() string { return "test-between-connack-and-session" }
+
+func (h *betweenConnackAndSession) Provides(b byte) bool {
+	return slices.Contains([]byte{mqtt.OnPacketSent, mqtt.OnPacketEncode, mqtt.OnSessionEstablished}, b)
+}
+
+func (h *betweenConnackAndSession) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Connack {
+		<-h.release
+	}
+}
+
+func (h *betweenConnackAndSession) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Disconnect {
+		h.disconnects.Add(1)
+		h.first.Do(func() {
+			close(h.disconnecting)
+			select {
+			case <-h.established:
+			case <-time.After(10 * time.Second):
+			}
+		})
+	}
+	return pk
+}
+
+func (h *betweenConnackAndSession) OnSessionEstablished(*mqtt.Client, packets.Packet) {
+	close(h.established)
 }
 
 // A new connection with a client's id replaces it: the same rule for the old

@@ -44,6 +44,7 @@ type trackedConn struct {
 	read     chan struct{} // closed at the first Read: mochi has counted the connection
 	readOnce sync.Once
 	session  bool // guarded by tracker.mu: it sent CONNECT while the broker was open
+	told     bool // guarded by tracker.mu: it was told the broker is shutting down
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -118,6 +119,24 @@ func (t *connTracker) admit(conn net.Conn) bool {
 	if tc != nil {
 		tc.session = true
 	}
+	return true
+}
+
+// tell reports whether the client on conn is to be told now that the broker
+// shuts down: true once per connection. Close and a session established
+// during it (mochi sends CONNACK before OnSessionEstablished) both reach the
+// same client, which must get one DISCONNECT, not two.
+func (t *connTracker) tell(conn net.Conn) bool {
+	tc := tracked(conn)
+	if tc == nil {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tc.told {
+		return false
+	}
+	tc.told = true
 	return true
 }
 
@@ -220,7 +239,7 @@ func (h *shutdownHook) OnConnect(cl *mqtt.Client, _ packets.Packet) error {
 }
 
 func (h *shutdownHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	if h.conns.isClosing() {
+	if h.conns.isClosing() && h.conns.tell(cl.Net.Conn) {
 		h.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
 	}
 }
