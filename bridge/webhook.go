@@ -45,10 +45,12 @@ var (
 // flight can hold it for minutes): far more than Smartcar sends meanwhile.
 const maxPendingDeliveries = 4096
 
-// webhookQuiet is how long deliveries count as flowing after the last one.
-// While they do, the car is read once a day as a safety net (a webhook
-// switched off in the dashboard sends no word); once none has come for
-// this long, the poll interval is back.
+// webhookQuiet is how long deliveries count as flowing after the last one
+// that carried the door. While they do, the car is read once a day as a
+// safety net (a webhook switched off in the dashboard sends no word); once
+// none has come for this long, the poll interval is back. Only the door
+// counts: a webhook set up without it, or one that sends nothing but
+// errors, must not leave the door a day old.
 const webhookQuiet = 24 * time.Hour
 
 // recentEventsKept bounds the eventIds a worker remembers. Smartcar's
@@ -101,7 +103,9 @@ type webhookState struct {
 	times    smartcar.SignalTimes // when the car recorded each signal value known
 	recent   recentEvents
 	lastAt   time.Time // when the last delivery came; zero: none since the start
-	flowing  bool      // deliveries count as flowing (said in the log when it changes)
+	doorAt   time.Time // when the last delivery carrying the door came: what backs polling off
+	told     bool      // a delivery has set a charge signal since the start
+	flowing  bool      // deliveries carrying the door count as flowing (said in the log when it changes)
 	pollFrom time.Time // what the poll schedule counts from; zero: no schedule yet
 }
 
@@ -167,6 +171,7 @@ func (h *webhookState) knownTimes() smartcar.SignalTimes {
 // what changed once: a burst costs one round of messages, not one each.
 func (w *worker) takeDeliveries(ds []Delivery) {
 	var door, charge, failure bool
+	doorBefore := w.hooks.doorAt
 	for _, d := range ds {
 		outcome := w.takeDelivery(d, &door, &charge, &failure)
 		if d.Done != nil {
@@ -189,7 +194,9 @@ func (w *worker) takeDeliveries(ds []Delivery) {
 	if door || charge || failure {
 		w.remember()
 	}
-	w.deliveriesFlow()
+	if w.hooks.doorAt != doorBefore {
+		w.deliveriesFlow()
+	}
 	w.show()
 }
 
@@ -208,6 +215,9 @@ func (w *worker) takeDelivery(d Delivery, door, charge, failure *bool) string {
 		if w.charge != nil {
 			next = *w.charge // never changed in place: Status readers share it
 		}
+		if _, carried := ev.Charge.Carried[smartcar.SignalDoorOpen]; carried {
+			w.hooks.doorAt = d.Received // even when stale: the webhook watches the door
+		}
 		applied := ev.Charge.ApplyTo(&next, w.hooks.knownTimes())
 		if len(applied) == 0 && len(ev.Charge.Carried) > 0 {
 			log.Debug("webhook delivery older than what is known: nothing changed")
@@ -217,7 +227,7 @@ func (w *worker) takeDelivery(d Delivery, door, charge, failure *bool) string {
 			log.Debug("webhook delivery without charge signals: nothing to change")
 			return DeliveryApplied
 		}
-		w.charge = &next
+		w.charge, w.hooks.told = &next, true
 		*charge = true
 		if slices.Contains(applied, smartcar.SignalDoorOpen) {
 			w.state = doorState(&next)
@@ -240,8 +250,16 @@ func (w *worker) takeDelivery(d Delivery, door, charge, failure *bool) string {
 
 // takeVehicleError makes an active error the last error, or clears the
 // last error when the delivery says it is resolved. It reports a change.
+// An error about signals other than the charge signals changes nothing: a
+// car that cannot tell its nickname is no trouble with its charge port.
 func (w *worker) takeVehicleError(ev smartcar.WebhookEvent, at time.Time, log *logrus.Entry) bool {
-	for _, e := range ev.Errors {
+	ours := slices.DeleteFunc(slices.Clone(ev.Errors), func(e smartcar.WebhookError) bool {
+		if e.OtherSignalsOnly {
+			log.WithField(logrus.ErrorKey, e.Type+":"+e.Failure().Code).Debug("Smartcar's webhook reports an error about signals this daemon does not read: nothing changed")
+		}
+		return e.OtherSignalsOnly
+	})
+	for _, e := range ours {
 		if e.Resolved {
 			continue
 		}
@@ -250,7 +268,7 @@ func (w *worker) takeVehicleError(ev smartcar.WebhookEvent, at time.Time, log *l
 		log.WithFields(failureFields(f)).Warn("Smartcar's webhook reports an error with this vehicle")
 		return true
 	}
-	for _, e := range ev.Errors {
+	for _, e := range ours {
 		if cur := w.attrs.Error; cur != nil && cur.Type == e.Type && cur.Code == e.Failure().Code {
 			w.attrs.Error = nil
 			log.WithField(logrus.ErrorKey, e.Type+":"+e.Code).Info("Smartcar's webhook reports the vehicle's error resolved")
@@ -260,22 +278,23 @@ func (w *worker) takeVehicleError(ev smartcar.WebhookEvent, at time.Time, log *l
 	return false
 }
 
-// deliveriesFlow backs polling off while deliveries come: the next read is
-// a day after the last one (a safety net) rather than an interval after it.
+// deliveriesFlow backs polling off while deliveries carry the door: the
+// next read is a day after the last one (a safety net) rather than an
+// interval after it.
 func (w *worker) deliveriesFlow() {
 	polls := w.poll > 0 && w.vehicle.CanReadCharge()
 	if !w.hooks.flowing {
 		w.hooks.flowing = true
 		if polls {
-			w.log.Infof("state arrives by Smartcar's webhook: the car is now read once a day, as a safety net, instead of every %s", w.poll)
+			w.log.Infof("the door's state arrives by Smartcar's webhook: the car is now read once a day, as a safety net, instead of every %s", w.poll)
 		} else {
-			w.log.Info("state arrives by Smartcar's webhook")
+			w.log.Info("the door's state arrives by Smartcar's webhook")
 		}
 	}
 	if !polls || w.due.IsZero() || w.hooks.pollFrom.IsZero() || w.loginLost || w.retired {
 		return
 	}
-	if due := pollDue(w.hooks.pollFrom, w.poll, w.hooks.lastAt); due.After(w.due) {
+	if due := pollDue(w.hooks.pollFrom, w.poll, w.hooks.doorAt); due.After(w.due) {
 		w.due = due
 		w.log.WithFields(logrus.Fields{"at": w.due.Format(time.RFC3339), "in": time.Until(w.due).Round(time.Second), "why": "webhook deliveries flow"}).
 			Debug("next poll scheduled")
@@ -283,10 +302,10 @@ func (w *worker) deliveriesFlow() {
 }
 
 // webhooksQuiet notices, when a poll is scheduled at now, that deliveries
-// have stopped, and says so once.
+// carrying the door have stopped, and says so once.
 func (w *worker) webhooksQuiet(now time.Time) {
-	if w.hooks.flowing && now.Sub(w.hooks.lastAt) >= webhookQuiet {
+	if w.hooks.flowing && now.Sub(w.hooks.doorAt) >= webhookQuiet {
 		w.hooks.flowing = false
-		w.log.Infof("no webhook delivery from Smartcar for a day: reading the car every %s again", w.poll)
+		w.log.Infof("no door state from Smartcar's webhook for a day: reading the car every %s again", w.poll)
 	}
 }

@@ -116,7 +116,7 @@ func dayOfPolls(t testing.TB, days int, poll, deliveryEvery, deliveriesStop time
 			w.scheduleAfter(now, "after a read")
 			continue
 		}
-		w.hooks.lastAt = now
+		w.hooks.lastAt, w.hooks.doorAt = now, now // a delivery carrying the door
 		w.deliveriesFlow()
 		nextDelivery = now.Add(deliveryEvery/2 + time.Duration(rng.Int64N(int64(deliveryEvery))))
 	}

@@ -249,7 +249,7 @@ func (w *worker) scheduleAfter(learned time.Time, why string) {
 	w.due = time.Time{}
 	if w.poll > 0 && w.vehicle.CanReadCharge() && !w.retired {
 		w.webhooksQuiet(learned)
-		w.due = pollDue(learned, w.poll+w.stagger, w.hooks.lastAt) // backed off while webhooks flow
+		w.due = pollDue(learned, w.poll+w.stagger, w.hooks.doorAt) // backed off while webhooks carry the door
 		w.hooks.pollFrom = learned
 		w.stagger = 0
 		w.log.WithFields(logrus.Fields{"at": w.due.Format(time.RFC3339), "in": time.Until(w.due).Round(time.Second), "why": why}).
@@ -354,7 +354,7 @@ func (w *worker) read(ctx context.Context) {
 				"In API v3 a car often has no readable signals until it is subscribed to a webhook: in the Smartcar dashboard open Webhooks, add one with the charge signals and subscribe this vehicle (or all vehicles); the next read picks the data up")
 		}
 	}
-	if charge.NoData && !w.hooks.lastAt.IsZero() {
+	if charge.NoData && w.hooks.told {
 		// Smartcar's read holds nothing, yet its webhooks told the state
 		// since the start: unknown would only undo what they said.
 		w.scheduleAfter(now, "after a read that found no data")

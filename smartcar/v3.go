@@ -287,10 +287,13 @@ func (b signalBody) stringField(keys ...string) string {
 	return ""
 }
 
-// energyKWh is value in kWh (a body in Wh is converted).
+// energyKWh is value in kWh (a body in Wh is converted). Smartcar writes
+// units as words (kilowatt_hours) as well as symbols, so watt-hours may come
+// either way.
 func (b signalBody) energyKWh() *float64 {
 	v := b.number("value")
-	if v != nil && strings.EqualFold(b.stringField("unit"), "Wh") {
+	unit := strings.NewReplacer("_", "", "-", "", " ", "").Replace(strings.ToLower(b.stringField("unit")))
+	if v != nil && (unit == "wh" || unit == "watthour" || unit == "watthours") {
 		v = new(*v / 1000)
 	}
 	return v

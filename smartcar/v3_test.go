@@ -2,8 +2,10 @@ package smartcar
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -417,6 +419,28 @@ func TestOutcomeUnknown(t *testing.T) {
 	} {
 		if got := OutcomeUnknown(tt.err); got != tt.want {
 			t.Errorf("%s: OutcomeUnknown = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestEnergyAddedUnits(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		kWh  float64
+	}{
+		{`{"value":4.2,"unit":"kWh"}`, 4.2},
+		{`{"value":4.2,"unit":"kilowatt_hours"}`, 4.2},
+		{`{"value":4.2}`, 4.2},
+		{`{"value":4200,"unit":"Wh"}`, 4.2},
+		{`{"value":4200,"unit":"watt_hours"}`, 4.2},
+		{`{"value":4200,"unit":"Watt-hours"}`, 4.2},
+	} {
+		var b signalBody
+		if err := json.Unmarshal([]byte(tt.body), &b); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.energyKWh(); got == nil || math.Abs(*got-tt.kWh) > 1e-9 {
+			t.Errorf("%s: %v kWh, want %v", tt.body, got, tt.kWh)
 		}
 	}
 }

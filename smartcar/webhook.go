@@ -76,6 +76,10 @@ type WebhookError struct {
 	Resolved    bool   // state RESOLVED: the condition is over
 	Description string // the words for a person, bounded and printable
 	Resolution  string // e.g. RETRY_LATER
+	// OtherSignalsOnly: the error names the signals it is about, and none
+	// of them is a charge signal (a car that cannot tell its nickname, a
+	// permission for the locks). It says nothing of the charge port.
+	OtherSignalsOnly bool
 }
 
 // Failure is the error in the words the rest of the daemon shows.
@@ -154,6 +158,11 @@ func copySignal(st *ChargeState, src ChargeState, code string) {
 // can read: no event type, no challenge in a VERIFY, no vehicle.
 var ErrWebhookShape = errors.New("not a Smartcar webhook event")
 
+// ErrWebhookV2Format is an event in the v2.0 webhook format (eventName and
+// payload) other than VERIFY: a webhook made for a legacy app, whose
+// deliveries the daemon does not read.
+var ErrWebhookV2Format = errors.New("an event in Smartcar's v2.0 webhook format")
+
 // webhookEnvelope is every event's outer object. The v2.0 webhook format
 // (eventName and payload) is read for VERIFY only: it is how a webhook made
 // for a legacy app proves the callback URI.
@@ -188,6 +197,7 @@ type webhookErrorWire struct {
 	Resolution           struct {
 		Type string `json:"type"`
 	} `json:"resolution"`
+	Signals json.RawMessage `json:"signals"`
 }
 
 // webhookSignal is one entry of data.signals. status is an object with a
@@ -223,6 +233,9 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 	data := env.Data
 	if ev.Type == "" && strings.EqualFold(strings.TrimSpace(env.EventName), "verify") {
 		ev.Type, data = EventVerify, env.Payload
+	}
+	if ev.Type == "" && strings.TrimSpace(env.EventName) != "" {
+		return WebhookEvent{}, ErrWebhookV2Format
 	}
 	if ev.Type == "" {
 		return WebhookEvent{}, fmt.Errorf("%w: no eventType", ErrWebhookShape)
@@ -269,10 +282,42 @@ func ParseWebhook(body []byte) (WebhookEvent, error) {
 				Resolved:    strings.EqualFold(strings.TrimSpace(e.State), "RESOLVED"),
 				Description: printable(firstNonEmpty(e.SuggestedUserMessage, e.Description), maxErrorSnippet, "…"),
 				Resolution:  printable(e.Resolution.Type, maxFieldLen, ""),
+
+				OtherSignalsOnly: namesOnlyOtherSignals(e.Signals),
 			})
 		}
 	}
 	return ev, nil
+}
+
+// namesOnlyOtherSignals reads an error's signals, a list of "Group.Name"
+// strings or of signal objects (both are delivered), and reports whether it
+// names some and none of them is a charge signal. Anything else (no list,
+// an entry it cannot read) leaves the error about the whole vehicle.
+func namesOnlyOtherSignals(raw json.RawMessage) bool {
+	var list []json.RawMessage
+	if json.Unmarshal(raw, &list) != nil || len(list) == 0 {
+		return false
+	}
+	for _, item := range list {
+		var s webhookSignal
+		var name string
+		switch {
+		case json.Unmarshal(item, &name) == nil:
+			if group, n, dotted := strings.Cut(name, "."); dotted {
+				s.Group, s.Name = group, n
+			} else {
+				s.Code = name
+			}
+		case json.Unmarshal(item, &s) != nil:
+			return false
+		}
+		// Delivered objects have had group and name swapped: either order.
+		if code := signalCode(s); code == "" || isChargeSignal(code) || isChargeSignal(signalCode(webhookSignal{Group: s.Name, Name: s.Group})) {
+			return false
+		}
+	}
+	return true
 }
 
 // chargeReport reads data.signals: a list of signal objects, as Smartcar

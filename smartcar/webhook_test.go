@@ -167,6 +167,31 @@ func TestParseWebhook(t *testing.T) {
 			}},
 		},
 		{
+			// As delivered: signals by "Group.Name", or as objects (with
+			// group and name swapped); an error about other signals says
+			// nothing of the charge port.
+			name: "VEHICLE_ERROR naming its signals",
+			body: `{"eventId":"e7","eventType":"VEHICLE_ERROR","data":{"vehicle":{"id":"v1"},"errors":[
+					{"type":"COMPATIBILITY","code":"VEHICLE_NOT_CAPABLE","state":"ERROR","signals":["VehicleIdentification.Nickname","ConnectivityStatus.IsOnline"]},
+					{"type":"PERMISSION","code":null,"state":"ERROR","signals":[{"name":"Closure","group":"IsLocked","code":"closure-islocked"}]},
+					{"type":"COMPATIBILITY","code":"VEHICLE_NOT_CAPABLE","state":"ERROR","signals":["Closure.IsLocked","Charge.IsChargingPortFlapOpen"]},
+					{"type":"PERMISSION","code":null,"state":"ERROR","signals":[{"name":"IsChargingCableConnected","group":"Charge"}]},
+					{"type":"PERMISSION","code":null,"state":"ERROR","signals":[{"group":"IsChargingCableLatched","name":"Charge"}]},
+					{"type":"VEHICLE_STATE","code":"ASLEEP","state":"ERROR","signals":[]},
+					{"type":"VEHICLE_STATE","code":"ASLEEP","state":"ERROR","signals":[7]}
+				]}}`,
+			want: want{typ: EventVehicleError, id: "e7", vehicle: "v1", errors: []WebhookError{
+				{Type: "COMPATIBILITY", Code: "VEHICLE_NOT_CAPABLE", OtherSignalsOnly: true},
+				{Type: "PERMISSION", OtherSignalsOnly: true},
+				{Type: "COMPATIBILITY", Code: "VEHICLE_NOT_CAPABLE"},
+				{Type: "PERMISSION"},
+				{Type: "PERMISSION"},
+				{Type: "VEHICLE_STATE", Code: "ASLEEP"},
+				{Type: "VEHICLE_STATE", Code: "ASLEEP"},
+			}},
+		},
+		{name: "a delivery in the v2.0 format", body: `{"version":"2.0","eventName":"eventBased","payload":{"vehicles":[]}}`, err: ErrWebhookV2Format},
+		{
 			name: "a type the daemon does not know",
 			body: `{"eventId":"e6","eventType":"VEHICLE_DISCONNECTED","vehicleId":"v1","data":{}}`,
 			want: want{typ: "VEHICLE_DISCONNECTED", id: "e6", vehicle: "v1"},

@@ -45,11 +45,13 @@ const (
 	outcomeMethodNotAllowed = "method_not_allowed"
 	outcomeBusy             = "busy"
 	outcomeRefused          = "refused_challenge"
+	outcomeV2Format         = "v2_format"
 )
 
-// badSignatureEvery bounds the warnings about refused deliveries: one per
-// this period, with the count of those refused meanwhile.
-const badSignatureEvery = 10 * time.Minute
+// warnEvery bounds each kind of warning about deliveries (refused
+// signatures, unreadable events): one per this period, with the count of
+// those met meanwhile, as a webhook misconfigured sends them without end.
+const warnEvery = 10 * time.Minute
 
 // NewWebhook is Smartcar's callback URI, POST /webhooks/smartcar. It
 // answers VERIFY with the HMAC of the challenge, and takes every other
@@ -66,9 +68,40 @@ type webhook struct {
 	opts WebhookOptions
 	log  logrus.FieldLogger
 
+	badSignatures, unreadable, v2Format rateLimitedWarning
+}
+
+// rateLimitedWarning lets one warning through per warnEvery.
+type rateLimitedWarning struct {
 	mu         sync.Mutex
-	warnedAt   time.Time // of the last bad-signature warning
-	suppressed int       // bad signatures since then
+	warnedAt   time.Time // of the last warning let through
+	suppressed int       // warnings held back since then
+}
+
+// allow reports whether to warn now, and how many warnings were held back
+// since the last one.
+func (r *rateLimitedWarning) allow(now time.Time) (ok bool, heldBack int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.warnedAt.IsZero() && now.Sub(r.warnedAt) < warnEvery {
+		r.suppressed++
+		return false, 0
+	}
+	heldBack = r.suppressed
+	r.warnedAt, r.suppressed = now, 0
+	return true, heldBack
+}
+
+// warn logs msg through r, with the count held back since the last one.
+func (h *webhook) warn(r *rateLimitedWarning, fields logrus.Fields, msg string) {
+	ok, heldBack := r.allow(time.Now())
+	if !ok {
+		return
+	}
+	if heldBack > 0 {
+		fields["held_back_since_last_warning"] = heldBack
+	}
+	h.log.WithFields(fields).Warnf("%s (at most one such line per %s)", msg, warnEvery)
 }
 
 func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -109,8 +142,16 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ev, err := smartcar.ParseWebhook(body)
-	if err != nil {
-		h.log.WithError(err).Warn("refused a signed webhook delivery that is not an event the daemon can read")
+	switch {
+	case errors.Is(err, smartcar.ErrWebhookV2Format):
+		// Answered as taken: Smartcar's retries would bring the same again.
+		h.warn(&h.v2Format, logrus.Fields{}, "a webhook delivery came in Smartcar's v2.0 format, which this daemon does not read: "+
+			"in the Smartcar dashboard, make a webhook of the current version with the charge signals, and remove the old one")
+		h.count("", outcomeV2Format)
+		writeReceived(w)
+		return
+	case err != nil:
+		h.warn(&h.unreadable, logrus.Fields{logrus.ErrorKey: err}, "refused a signed webhook delivery that is not an event the daemon can read")
 		h.refuse(w, "", outcomeBadRequest, http.StatusBadRequest, "not a Smartcar webhook event")
 		return
 	}
@@ -166,29 +207,17 @@ func looksLikeDelivery(challenge string) bool {
 	return strings.HasPrefix(c, "{") && json.Valid([]byte(c))
 }
 
-// badSignature warns about a refused delivery, at most once per
-// badSignatureEvery. Neither the body nor the signature is logged.
+// badSignature warns about a refused delivery. Neither the body nor the
+// signature is logged.
 func (h *webhook) badSignature(r *http.Request, missing bool) {
-	now := time.Now()
-	h.mu.Lock()
-	if !h.warnedAt.IsZero() && now.Sub(h.warnedAt) < badSignatureEvery {
-		h.suppressed++
-		h.mu.Unlock()
-		return
-	}
-	more := h.suppressed
-	h.warnedAt, h.suppressed = now, 0
-	h.mu.Unlock()
 	why := "its " + smartcar.SignatureHeader + " does not match"
 	if missing {
 		why = "it has no " + smartcar.SignatureHeader + " header"
 	}
-	fields := logrus.Fields{"from": r.RemoteAddr}
-	if more > 0 {
-		fields["refused_since_last_warning"] = more
-	}
-	h.log.WithFields(fields).Warnf("refused a webhook delivery: %s. Smartcar signs each one with the Application Management Token: "+
-		"check that SMARTCAR_WEBHOOK_SECRET is that token, of the application whose webhook calls this URL, with no space or line break around it (at most one such line per %s)", why, badSignatureEvery)
+	h.warn(&h.badSignatures, logrus.Fields{"from": r.RemoteAddr}, "refused a webhook delivery: "+why+". Smartcar signs each one with the Application Management Token: "+
+		"check that SMARTCAR_WEBHOOK_SECRET is that token, of the application whose webhook calls this URL, with no space or line break around it. "+
+		"If the VERIFY succeeded with this token and every delivery is still refused, Smartcar is signing with another: "+
+		"copy the token again from the dashboard, and if that does not help, ask Smartcar's support")
 }
 
 func (h *webhook) refuse(w http.ResponseWriter, typ, outcome string, code int, why string) {

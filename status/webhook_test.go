@@ -55,6 +55,11 @@ func metricsPage(t *testing.T, m *Metrics) string {
 	return b.String()
 }
 
+// v2Delivery is a delivery of a webhook made for a legacy app, in the
+// v2.0 format Smartcar documented for it.
+const v2Delivery = `{"version":"2.0","webhookId":"w1","eventName":"eventBased","mode":"live",` +
+	`"payload":{"vehicles":[{"vehicleId":"v1","requestId":"r1","data":[{"path":"/charge","body":{"isPluggedIn":true,"state":"CHARGING"}}]}]}}`
+
 const stateBody = `{"eventId":"e1","eventType":"VEHICLE_STATE","vehicleId":"v1","data":{"user":{"id":"u1"},"vehicle":{"id":"v1"},` +
 	`"signals":[{"code":"charge-ischargingcableconnected","body":{"value":true},"meta":{"oemUpdatedAt":1758668712404}}]}}`
 
@@ -77,6 +82,7 @@ func TestWebhookReceiver(t *testing.T) {
 		{name: "a signature with another token", body: stateBody, signature: smartcar.WebhookSignature("other", []byte(stateBody)), status: 401},
 		{name: "signed, truncated", body: stateBody[:40], signature: signed(stateBody[:40]), status: 400, metric: `type="unknown",outcome="bad_request"`},
 		{name: "signed, not an event", body: `{"hello":1}`, signature: signed(`{"hello":1}`), status: 400},
+		{name: "signed, in the v2.0 format", body: v2Delivery, signature: signed(v2Delivery), status: 200, metric: `type="unknown",outcome="v2_format"`},
 		{name: "signed, a type not used here", body: `{"eventType":"VEHICLE_DISCONNECTED","vehicleId":"v1"}`, signature: signed(`{"eventType":"VEHICLE_DISCONNECTED","vehicleId":"v1"}`), status: 200, metric: `type="other",outcome="ignored"`},
 		{name: "GET", method: http.MethodGet, status: 405, metric: `type="unknown",outcome="method_not_allowed"`},
 		{name: "form data", contentType: "application/x-www-form-urlencoded", body: "a=b", status: 415, metric: `type="unknown",outcome="unsupported_media_type"`},
@@ -221,6 +227,43 @@ func TestWebhookReceiverBounds(t *testing.T) {
 	}
 	if warnings != 1 {
 		t.Errorf("%d warnings for five bad signatures, want 1", warnings)
+	}
+	if len(to.got) != 0 {
+		t.Errorf("%d deliveries handed on", len(to.got))
+	}
+}
+
+// A webhook that sends what the daemon cannot read sends it again and
+// again: each kind is one warning, however many come.
+func TestWebhookReceiverWarnsOncePerKind(t *testing.T) {
+	to := &takes{}
+	srv, _, hook := newReceiver(t, to)
+	unreadable := `{"eventType":"VEHICLE_STATE","data":{"signals":[]}}` // no vehicle
+	for range 4 {
+		for _, body := range []string{unreadable, v2Delivery} {
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhooks/smartcar", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("SC-Signature", smartcar.WebhookSignature(testSecret, []byte(body)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	count := map[string]int{}
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.WarnLevel {
+			count[e.Message]++
+		}
+	}
+	if len(count) != 2 {
+		t.Errorf("warnings %v, want two kinds", count)
+	}
+	for msg, n := range count {
+		if n != 1 {
+			t.Errorf("%d times: %s", n, msg)
+		}
 	}
 	if len(to.got) != 0 {
 		t.Errorf("%d deliveries handed on", len(to.got))
