@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/sirupsen/logrus"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/config"
 	"github.com/smartcar2mqtt/smartcar2mqtt/discovery"
@@ -29,9 +31,20 @@ const supervisorToken = "supervisor-token-Zq7"
 // broker, its "Service not enabled". It counts the requests it was asked.
 func fakeSupervisor(t *testing.T, broker map[string]any) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
+	return troubledSupervisor(t, broker, 0, nil)
+}
+
+// troubledSupervisor is fakeSupervisor that first answers failing times
+// (-1: always) with fail, as a Supervisor that is restarting or broken would.
+func troubledSupervisor(t *testing.T, broker map[string]any, failing int64, fail http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
 	var asked atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked.Add(1)
+		n := asked.Add(1)
+		if failing < 0 || n <= failing {
+			fail(w, r)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		switch {
 		case r.Header.Get("Authorization") != "Bearer "+supervisorToken:
@@ -208,7 +221,7 @@ func TestAddonBadOptions(t *testing.T) {
 		{"not JSON", "{\"smartcar_client_secret\": \"s3cret-Pp1\"", []string{"options.json:", "not valid JSON"}, false},
 		{"no options.json", nil, []string{"options.json:", "does not exist"}, false},
 		{"no broker and no account", map[string]any{"smartcar_client_id": "client_x", "smartcar_client_secret": "s3cret-Pp1", "http_listen": "off"},
-			[]string{"broker_username: required for the embedded broker", "Mosquitto broker add-on"}, true},
+			[]string{"broker_username, broker_password: required for the embedded broker", "Mosquitto broker add-on"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sv, asked := fakeSupervisor(t, nil)
@@ -231,6 +244,9 @@ func TestAddonBadOptions(t *testing.T) {
 			if !strings.Contains(stderr, "Configuration tab") {
 				t.Errorf("the message does not send the user to the add-on's Configuration tab:\n%s", stderr)
 			}
+			if tt.noBroker && strings.Contains(stderr, `\n`) {
+				t.Errorf("the log line shows line breaks as \\n:\n%s", stderr)
+			}
 			if strings.Contains(stderr, "s3cret-Pp1") {
 				t.Errorf("the secret reached the message:\n%s", stderr)
 			}
@@ -243,5 +259,168 @@ func TestAddonBadOptions(t *testing.T) {
 				t.Errorf("the Supervisor was asked %d times before the options were checked", asked.Load())
 			}
 		})
+	}
+}
+
+// addonInProcess loads the add-on's Config from options as LoadAddon does in
+// the add-on, with the Supervisor at svURL, and a logger writing to out.
+func addonInProcess(t *testing.T, svURL string, options map[string]any, out *itest.Output) (*config.Config, *logrus.Entry) {
+	t.Helper()
+	dataDir := t.TempDir()
+	writeOptions(t, dataDir, options)
+	env := map[string]string{"DATA_DIR": dataDir, "SUPERVISOR_URL": svURL, "SUPERVISOR_TOKEN": supervisorToken}
+	cfg, err := config.LoadAddon("addon", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, newLogger(cfg, out)
+}
+
+// fastWait asks the Supervisor again within milliseconds, for a fraction of a
+// second: the add-on's own wait is a minute.
+var fastWait = supervisorWait{first: time.Millisecond, max: 10 * time.Millisecond, total: 300 * time.Millisecond}
+
+// runAddon runs the add-on in this process until it returns, or fails the
+// test after timeout (then stopping it).
+func runAddon(t *testing.T, ctx context.Context, cfg *config.Config, log *logrus.Entry, wait supervisorWait, timeout time.Duration, out *itest.Output) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- addonWith(ctx, cfg, log, wait) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		cancel()
+		<-done
+		t.Fatalf("the add-on still ran after %s; its log:\n%s", timeout, out.Text())
+		return nil
+	}
+}
+
+// A Supervisor that answers 500 while it starts: the add-on asks again, and
+// uses its broker once it answers.
+func TestAddonWaitsForTheSupervisor(t *testing.T) {
+	_, sim := v3Sim(t)
+	broker := mosquittoWithAccount(t, "addons", "mqtt-pass-Rr4")
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(broker.URL(), "tcp://"))
+	portNum, _ := strconv.Atoi(port)
+	sv, asked := troubledSupervisor(t, map[string]any{"host": host, "port": portNum, "username": "addons", "password": "mqtt-pass-Rr4"}, 3,
+		func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"result":"error","message":"Supervisor is starting"}`))
+		})
+	var out itest.Output
+	cfg, log := addonInProcess(t, sv.URL, simOptions(sim, map[string]any{
+		"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
+	}), &out)
+
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- addonWith(ctx, cfg, log, fastWait) }()
+	t.Cleanup(func() { // before its DATA_DIR goes, even if the test fails
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("stopping: %v", err)
+		}
+	})
+	waitCover(t, broker.URL(), "", "")
+	if asked.Load() != 4 {
+		t.Errorf("the Supervisor was asked %d times, want 4 (three 500s, then its broker)", asked.Load())
+	}
+	log1 := out.Text()
+	for _, want := range []string{"HTTP 500: Supervisor is starting", "using the MQTT broker the Supervisor offers"} {
+		if !strings.Contains(log1, want) {
+			t.Errorf("the log does not say %q:\n%s", want, log1)
+		}
+	}
+	if n := strings.Count(log1, "asking again"); n != 1 {
+		t.Errorf("%d warnings about asking again, want one:\n%s", n, log1)
+	}
+	if strings.Contains(log1, "embedded MQTT broker") {
+		t.Errorf("the embedded broker ran:\n%s", log1)
+	}
+}
+
+// A Supervisor that cannot be asked is not the Supervisor saying it has no
+// broker: the add-on stops, with exit 1, rather than run an embedded broker
+// Home Assistant would never see.
+func TestAddonStopsWhenTheSupervisorCannotBeAsked(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, tt := range []struct {
+		name string
+		fail http.HandlerFunc // nil: nothing listens
+		want string
+	}{
+		{"500", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"result":"error","message":"Unknown error, see Supervisor logs"}`))
+		}, "HTTP 500: Unknown error"},
+		{"not JSON", func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusBadGateway)
+			w.Write([]byte("<html>bad gateway</html>"))
+		}, "HTTP 502, not the Supervisor's JSON"},
+		{"no answer", nil, "connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, sim := v3Sim(t)
+			url, asked := closed.URL, &atomic.Int64{}
+			if tt.fail != nil {
+				var sv *httptest.Server
+				sv, asked = troubledSupervisor(t, nil, -1, tt.fail)
+				url = sv.URL
+			}
+			var out itest.Output
+			cfg, log := addonInProcess(t, url, simOptions(sim, map[string]any{
+				"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
+			}), &out)
+			err := runAddon(t, t.Context(), cfg, log, fastWait, 20*time.Second, &out)
+			if err == nil {
+				t.Fatalf("no error; the log:\n%s", out.Text())
+			}
+			for _, want := range []string{"ask the Supervisor for its MQTT broker", tt.want, "the Supervisor could not be asked", "the embedded broker is not started"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("the error does not say %q: %v", want, err)
+				}
+			}
+			if code := exitCode(err); code != exitFailure {
+				t.Errorf("exit %d, want %d: the options are not at fault", code, exitFailure)
+			}
+			if tt.fail != nil && asked.Load() < 2 {
+				t.Errorf("the Supervisor was asked %d times, want it asked again", asked.Load())
+			}
+			if strings.Contains(out.Text(), "embedded MQTT broker") {
+				t.Errorf("the embedded broker ran:\n%s", out.Text())
+			}
+			if strings.Contains(out.Text()+err.Error(), supervisorToken) {
+				t.Errorf("the Supervisor's token reached the log or the error")
+			}
+		})
+	}
+}
+
+// Stopping the add-on while it waits for the Supervisor stops it at once,
+// cleanly, without starting anything.
+func TestAddonStopsWhileWaitingForTheSupervisor(t *testing.T) {
+	_, sim := v3Sim(t)
+	ctx, stop := context.WithCancel(t.Context())
+	defer stop()
+	sv, asked := troubledSupervisor(t, nil, -1, func(w http.ResponseWriter, _ *http.Request) {
+		stop() // SIGTERM from the Supervisor, while the add-on waits for it
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(`{"result":"error","message":"busy"}`))
+	})
+	var out itest.Output
+	cfg, log := addonInProcess(t, sv.URL, simOptions(sim, map[string]any{
+		"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
+	}), &out)
+	hour := supervisorWait{first: time.Hour, max: time.Hour, total: 2 * time.Hour}
+	if err := runAddon(t, ctx, cfg, log, hour, 20*time.Second, &out); err != nil {
+		t.Errorf("stopped while waiting: %v, want a clean stop", err)
+	}
+	if asked.Load() != 1 || strings.Contains(out.Text(), "embedded MQTT broker") {
+		t.Errorf("asked %d times (want 1); the log:\n%s", asked.Load(), out.Text())
 	}
 }

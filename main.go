@@ -12,6 +12,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+	// The image is FROM scratch, without /usr/share/zoneinfo: embed it so TZ
+	// (set by the Supervisor or docker) gives local times in the log and page.
+	_ "time/tzdata"
 
 	"github.com/sirupsen/logrus"
 

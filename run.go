@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -88,8 +89,16 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts dae
 	}
 
 	var b *bridge.Bridge
+	// The page's Connect flow, once there is one, hears of each listing: the
+	// first after an API v2.0 login names that login's cars.
+	var connectFlow atomic.Pointer[smartcar.WebConnect]
 	keeper := smartcar.NewFleetKeeper(fleet, api.client, cfg.SmartcarVehicleIDs, smartcar.KeeperOptions{
-		Changed: func(u smartcar.Update) { b.Apply(u) },
+		Changed: func(u smartcar.Update) {
+			b.Apply(u) // first: once the flow names the cars, the page finds them under Vehicles
+			if wc := connectFlow.Load(); wc != nil {
+				wc.Listed(u.Vehicles)
+			}
+		},
 		Trouble: func(err error, retryIn time.Duration) {
 			f := smartcar.Describe(err, 0)
 			serving := "serving the vehicles known from the last listing"
@@ -168,16 +177,21 @@ func daemon(ctx context.Context, cfg *config.Config, log *logrus.Entry, opts dae
 			Login: api.healthy, APIVersion: cfg.APIVersion(), PollInterval: cfg.SmartcarPollInterval, Version: version,
 		}
 		page.Connect, page.ConnectMissing = webConnect(gctx, cfg, api, fleet, keeper)
+		if wc, ok := page.Connect.(*smartcar.WebConnect); ok {
+			connectFlow.Store(wc)
+		}
 		routes := status.Routes{Checks: checks, Metrics: metrics, Page: page}
 		if cfg.SmartcarWebhookSecret != "" {
 			routes.Webhook = status.NewWebhook(status.WebhookOptions{Secret: cfg.SmartcarWebhookSecret.Reveal(), To: b, Metrics: metrics, Log: log})
 			log.WithField("listen", cfg.HTTPListen).Info("Smartcar webhook receiver on POST /webhooks/smartcar: Smartcar's callback URL is this path, exposed over HTTPS")
 		}
+		if opts.ingress != nil {
+			ingress := status.OnlyFrom(status.Handler(routes), opts.ingressProxy)
+			g.Go(func() error { return status.Serve(gctx, opts.ingress, ingress) })
+		}
+		routes.Hosts = &status.HostGuard{Allowed: cfg.HTTPAllowedHosts}
 		handler := status.Handler(routes)
 		g.Go(func() error { return status.Serve(gctx, httpListener, handler) })
-		if opts.ingress != nil {
-			g.Go(func() error { return status.Serve(gctx, opts.ingress, status.OnlyFrom(handler, opts.ingressProxy)) })
-		}
 	}
 	if api.keepAlive != nil {
 		g.Go(func() error {
@@ -286,13 +300,13 @@ func newSmartcar(ctx context.Context, cfg *config.Config, log *logrus.Entry, cal
 		return smartcarAPI{}, err
 	}
 	if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
-		log.Warn("no Smartcar login yet: press Connect a car on the web page, or run `smartcar2mqtt auth` (or set SMARTCAR_REFRESH_TOKEN); the daemon waits and picks the login up by itself")
+		log.Warn("no Smartcar login yet: press Connect a car on the web page (Open Web UI in the add-on); outside the add-on, `smartcar2mqtt auth` or SMARTCAR_REFRESH_TOKEN also work. The daemon waits and picks the login up by itself")
 	}
 	return smartcarAPI{
 		client: smartcar.NewV2Client(cfg.SmartcarAPIURL, tokens, clientOpts...),
 		healthy: func() error {
 			if err := tokens.Healthy(); errors.Is(err, smartcar.ErrNoToken) {
-				return status.Waiting("no Smartcar login yet: press Connect a car on the web page, or run smartcar2mqtt auth")
+				return status.Waiting("no Smartcar login yet: press Connect a car on the web page (outside the add-on, smartcar2mqtt auth also works)")
 			} else if err != nil {
 				return err
 			}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -205,6 +207,77 @@ func TestNoLoginYetWaitsForAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.stderr.WaitLine(t, "announcing it to Home Assistant", 30*time.Second)
+	d.stop(t)
+}
+
+// The add-on's way to a first API v2.0 login, through the daemon: Connect a
+// car on the page, approve at Smartcar, paste the address the browser ended
+// on. The daemon takes the login up without a restart, announces the cars,
+// and the page names them where they are.
+func TestNoLoginYetConnectFromThePage(t *testing.T) {
+	_, srv := v3Sim(t)
+	httpAddr := freeAddr(t)
+	d := startMain(t, []string{"DATA_DIR=" + t.TempDir(), "SMARTCAR_CLIENT_ID=legacy-uuid", "SMARTCAR_CLIENT_SECRET=legacy-secret-Hh2",
+		"SMARTCAR_API_URL=" + srv.URL + "/v2.0", "SMARTCAR_TOKEN_URL=" + srv.URL + "/oauth/token", "SMARTCAR_CONNECT_URL=" + srv.URL + "/oauth/authorize",
+		"BROKER_ALLOW_ANONYMOUS=true", "BROKER_LISTEN=127.0.0.1:0", "HTTP_LISTEN=" + httpAddr}, "run")
+	d.stderr.WaitLine(t, "ready: taking charge port commands", 20*time.Second)
+	page := "http://" + httpAddr + "/"
+	noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(path string, form url.Values) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, page+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", strings.TrimSuffix(page, "/")) // the page's own form
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	start := post("connect", nil)
+	if start.StatusCode != http.StatusSeeOther {
+		t.Fatalf("Connect a car: %d, want 303 to Smartcar Connect", start.StatusCode)
+	}
+	approved, err := noRedirect.Get(start.Header.Get("Location")) // the user approves at Smartcar
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved.Body.Close()
+	if done := post("connect/finish", url.Values{"address": {approved.Header.Get("Location")}}); done.StatusCode != http.StatusSeeOther || done.Header.Get("Location") != "../" {
+		t.Fatalf("Finish: %d to %q, want 303 back to the page", done.StatusCode, done.Header.Get("Location"))
+	}
+	d.stderr.WaitLine(t, "announcing it to Home Assistant", 30*time.Second)
+
+	var state struct {
+		Connect struct {
+			Phase  string                  `json:"phase"`
+			New    []struct{ Name string } `json:"new"`
+			Listed bool                    `json:"listed"`
+		} `json:"connect"`
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.After(20 * time.Second); len(state.Connect.New) == 0 || !state.Connect.Listed; {
+		select {
+		case <-deadline:
+			t.Fatalf("the page never named the new login's cars under Vehicles: %+v", state.Connect)
+		case <-tick.C:
+		}
+		if err := json.Unmarshal([]byte(fetchPages(t, httpAddr, "/state")[0]), &state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for _, c := range state.Connect.New {
+		names = append(names, c.Name)
+	}
+	if state.Connect.Phase != "connected" || !slices.Contains(names, "2021 TESLA Model 3") {
+		t.Errorf("the page says %+v, want connected with the Tesla", state.Connect)
+	}
+	if html := fetchPages(t, httpAddr, "/")[0]; len(names) > 1 && !strings.Contains(html, "They are under Vehicles above.") {
+		t.Errorf("the page does not say where the %d cars are", len(names))
+	}
 	d.stop(t)
 }
 

@@ -88,6 +88,13 @@ func stateEvent(eventID, vehicleID, userID string, signals ...hookSignal) []byte
 	return body
 }
 
+// errorEvent is a VEHICLE_ERROR event with the given errors (JSON objects),
+// in Smartcar's documented shape.
+func errorEvent(eventID, vehicleID, userID string, errors ...string) []byte {
+	return []byte(`{"eventId":"` + eventID + `","eventType":"VEHICLE_ERROR","data":{"user":{"id":"` + userID + `"},` +
+		`"vehicle":{"id":"` + vehicleID + `","make":"TESLA"},"errors":[` + strings.Join(errors, ",") + `]},"meta":{"version":"4.0"}}`)
+}
+
 func httptestServer(t *testing.T, h http.Handler) *httptest.Server {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -121,14 +128,14 @@ func forEachHookBroker(t *testing.T, sim smartcarsim.Options, test func(t *testi
 	}
 }
 
-func newHookWorld(t *testing.T, broker string, opts smartcarsim.Options) *hookWorld {
+func newHookWorld(t *testing.T, broker string, opts smartcarsim.Options, env ...string) *hookWorld {
 	t.Helper()
 	opts.APIClientID, opts.APIClientSecret, opts.ApplicationID = "client_e2e", "api-secret-Kk8", "app-e2e"
 	sim := smartcarsim.New(opts)
 	srv := httptestServer(t, sim)
 	w := &hookWorld{t: t, sim: sim, httpAddr: freeAddr(t), got: &itest.Record[mqttMsg]{}}
 	w.url = "http://" + w.httpAddr + "/webhooks/smartcar"
-	env := v3Env(srv, t.TempDir(), "HTTP_LISTEN="+w.httpAddr, "SMARTCAR_WEBHOOK_SECRET="+hookSecret, "LOG_LEVEL=debug")
+	env = append(v3Env(srv, t.TempDir(), "HTTP_LISTEN="+w.httpAddr, "SMARTCAR_WEBHOOK_SECRET="+hookSecret, "LOG_LEVEL=debug"), env...)
 	var brokerURL string
 	if broker == "mosquitto" {
 		m := itest.NewMosquitto(t, "tcp", "")
@@ -351,6 +358,90 @@ func TestWebhookPlugInWithoutACall(t *testing.T) {
 			t.Error("/metrics shows the webhook secret")
 		}
 	})
+}
+
+// Only deliveries that carry the door back polling off, and an error about
+// signals the daemon does not read leaves the car's error alone: a webhook
+// set up without the door, or one that sends nothing but such errors, must
+// neither leave the door a day old nor show the car in error.
+func TestWebhookOnlyTheDoorBacksPollingOff(t *testing.T) {
+	forEachHookBroker(t, smartcarsim.Options{}, func(t *testing.T, w *hookWorld) {
+		n := w.got.Len()
+		w.deliver(errorEvent(w.nextID(), hookCar, hookUser,
+			`{"type":"COMPATIBILITY","code":"VEHICLE_NOT_CAPABLE","state":"ERROR","signals":["VehicleIdentification.Nickname","Closure.IsLocked"]}`))
+		w.deliver(stateEvent(w.nextID(), hookCar, hookUser, plug(true, time.Now())))
+		w.waitMsg(n, "plugged in", hookTopics.PluggedIn, is("ON"))
+		w.probe(61)
+		// Logged after everything before it is taken, the probe's included.
+		last := w.nextID()
+		w.deliver(stateEvent(last, hookCar, hookUser, limit(62, time.Now())))
+		w.d.stderr.WaitLine(t, last, 10*time.Second)
+		if strings.Contains(w.d.stderr.Text(), "read once a day") {
+			t.Error("polling backed off for deliveries without the door")
+		}
+		for _, p := range w.payloads(hookTopics.LastError, n, w.got.Len()) {
+			if p != discovery.LastErrorNone {
+				t.Errorf("last error %q for an error about the nickname and the locks", p)
+			}
+		}
+
+		n = w.got.Len()
+		w.deliver(errorEvent(w.nextID(), hookCar, hookUser,
+			`{"type":"PERMISSION","code":null,"state":"ERROR","signals":["Closure.IsLocked","Charge.IsChargingPortFlapOpen"]}`))
+		w.waitMsg(n, "the door's error", hookTopics.LastError, is("PERMISSION:UNSPECIFIED"))
+		w.deliver(stateEvent(w.nextID(), hookCar, hookUser, door(true, time.Now())))
+		w.d.stderr.WaitLine(t, "the car is now read once a day", 10*time.Second)
+		if calls := w.callsSinceSettled(); len(calls) != 0 {
+			t.Errorf("the deliveries cost Smartcar calls: %+v", calls)
+		}
+	})
+}
+
+// The page answers only at the daemon's address, names of the home network
+// and HTTP_ALLOWED_HOSTS, as a browser on a rebinding site would reach it by
+// that site's name; Smartcar's deliveries come at whatever public name the
+// user exposes the path under, and are taken there.
+func TestPageAnswersOnlyAtHomeNames(t *testing.T) {
+	w := newHookWorld(t, "embedded", smartcarsim.Options{}, "HTTP_ALLOWED_HOSTS=car.example.com")
+	ask := func(method, host, path string, body []byte) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+w.httpAddr+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("SC-Signature", sign(hookSecret, body))
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		method, host, path string
+		want               int
+	}{
+		{http.MethodGet, "evil.example:80", "/", http.StatusForbidden},
+		{http.MethodGet, "evil.example", "/state", http.StatusForbidden},
+		{http.MethodPost, "evil.example", "/connect", http.StatusForbidden},
+		{http.MethodGet, w.httpAddr, "/", http.StatusOK},
+		{http.MethodGet, "homeassistant.local:8080", "/state", http.StatusOK},
+		{http.MethodGet, "car.example.com", "/", http.StatusOK},
+		{http.MethodGet, "evil.example", "/healthz", http.StatusOK},
+	} {
+		if got := ask(tt.method, tt.host, tt.path, nil); got != tt.want {
+			t.Errorf("%s %s at %s: %d, want %d", tt.method, tt.path, tt.host, got, tt.want)
+		}
+	}
+	n := w.got.Len()
+	if got := ask(http.MethodPost, "smartcar-hooks.example.net", "/webhooks/smartcar", stateEvent(w.nextID(), hookCar, hookUser, limit(63, time.Now()))); got != http.StatusOK {
+		t.Fatalf("a delivery at the tunnel's name: %d, want 200", got)
+	}
+	w.waitMsg(n, "the delivery's charge limit", hookTopics.ChargeLimit, is("63"))
 }
 
 // Deliveries that must change nothing, each followed by a probe that shows

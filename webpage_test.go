@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -27,6 +28,7 @@ import (
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/itest"
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
 	"github.com/smartcar2mqtt/smartcar2mqtt/smartcar"
+	"github.com/smartcar2mqtt/smartcar2mqtt/status"
 )
 
 // haIngress stands in for Home Assistant: its frontend at / shows the
@@ -93,8 +95,9 @@ func (p *haIngress) seen() []string {
 // haHost is the name the browser reaches the proxy by: not localhost, so
 // that, as for Home Assistant on http://homeassistant.local:8123, the origin
 // is not a secure context and the browser sends no Sec-Fetch-Site: the forms'
-// cross-site check must work from Origin alone.
-const haHost = "homeassistant.test"
+// cross-site check must work from Origin alone. A home network's name, which
+// the page answers to without HTTP_ALLOWED_HOSTS.
+const haHost = "homeassistant.local"
 
 // browser starts headless Chromium for one test.
 func browser(t *testing.T, ctx context.Context) context.Context {
@@ -446,5 +449,201 @@ func BenchmarkDaemonIdleMemoryWebPage(b *testing.B) {
 				d.stop(b)
 			}
 		})
+	}
+}
+
+// pageConnector is a Connect flow whose state and failures the test sets;
+// like smartcar.WebConnect, a press while a flow waits reuses it.
+type pageConnector struct {
+	mu        sync.Mutex
+	state     smartcar.ConnectState
+	startErr  error
+	finishErr error
+}
+
+func (c *pageConnector) Start() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.startErr != nil {
+		return "", c.startErr
+	}
+	return c.state.Link, nil
+}
+
+func (c *pageConnector) Finish(context.Context, string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.finishErr
+}
+
+func (c *pageConnector) State() smartcar.ConnectState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+func (c *pageConnector) set(st smartcar.ConnectState, startErr, finishErr error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state, c.startErr, c.finishErr = st, startErr, finishErr
+}
+
+// requestLog notes each answer's status as it begins, so an answer the
+// browser shows has been noted.
+type requestLog struct {
+	http.ResponseWriter
+	r     *http.Request
+	note  func(string)
+	wrote bool
+}
+
+func (w *requestLog) WriteHeader(code int) {
+	if !w.wrote {
+		w.wrote = true
+		w.note(fmt.Sprintf("%s %s %d", w.r.Method, w.r.URL.Path, code))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *requestLog) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// TestWebPageWhenConnectGoesWrong runs the page in a real browser behind a
+// reverse proxy at a sub-path, with a Connect that goes wrong as a user may
+// meet it: Start fails (the new tab shows why, and the page, pressed from the
+// keyboard, goes back to what the daemon says with focus kept); a press
+// within the restart guard (the flow's link comes back); and a refused v2
+// Finish, whose answer at …/connect/finish still polls and posts to the
+// page's own addresses.
+func TestWebPageWhenConnectGoesWrong(t *testing.T) {
+	itest.Chromium(t)
+	conn := &pageConnector{}
+	daemon := status.Handler(status.Routes{Metrics: status.NewMetrics(), Page: &status.Page{
+		Login: func() error { return nil }, Connect: conn, APIVersion: "v2", Version: "test",
+	}})
+	var mu sync.Mutex
+	var requests []string
+	mux := http.NewServeMux()
+	mux.Handle("/car/", http.StripPrefix("/car", daemon))
+	mux.HandleFunc("GET /smartcar-connect", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `<!doctype html><title>Smartcar Connect</title><link rel="icon" href="data:,">`)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(&requestLog{ResponseWriter: w, r: r, note: func(s string) {
+			mu.Lock()
+			requests = append(requests, s)
+			mu.Unlock()
+		}}, r)
+	}))
+	t.Cleanup(srv.Close)
+	seen := func(want string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, r := range requests {
+			if strings.HasPrefix(r, want) {
+				n++
+			}
+		}
+		return n
+	}
+
+	bctx := browser(t, t.Context())
+	do := func(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// finish submits the v2 address form, and waits for the answer's page.
+	finish := func(t *testing.T, address string) {
+		t.Helper()
+		resp, err := chromedp.RunResponse(bctx, chromedp.SetValue(chromedp.CSS("#address"), address),
+			chromedp.Click(chromedp.CSS(`#connect form[action="connect/finish"] button`)))
+		if err != nil || resp.Status != http.StatusBadRequest || resp.URL != srv.URL+"/car/connect/finish" {
+			t.Fatalf("Finish with %q: %v", address, err)
+		}
+	}
+	eval := func(t *testing.T, what, js string) {
+		t.Helper()
+		if ok, err := chromedp.Run(bctx, chromedp.Evaluate[bool](js)); err != nil || !ok {
+			t.Fatalf("%s: %v %v", what, ok, err)
+		}
+	}
+	waitFor := func(t *testing.T, what, js string) {
+		t.Helper()
+		poll := chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))
+		if _, err := chromedp.Run(bctx, poll); err != nil {
+			body, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : "(no page)"`))
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("%s: %v\nthe page says:\n%s\nrequests: %v", what, err, body, requests)
+		}
+	}
+	// watch notes every text the Connect status shows, and marks the live
+	// region, to tell whether it is still the same element.
+	const watch = `(() => {
+		const box = document.getElementById("connect");
+		window.saw = [];
+		box.querySelector(".connect-status").kept = true;
+		new MutationObserver(() => {
+			const s = box.querySelector(".connect-status");
+			window.saw.push((s ? s.textContent : "") + (s && s.querySelector("a") ? " [link]" : ""));
+		}).observe(box, { subtree: true, childList: true, characterData: true });
+		return true;
+	})()`
+	const sentence = `document.querySelector("#connect .connect-status")`
+
+	t.Run("Start fails", func(t *testing.T) {
+		conn.set(smartcar.ConnectState{}, errors.New("smartcar connect: Smartcar did not answer"), nil)
+		do(t, "open the page", chromedp.Navigate(srv.URL+"/car/"), chromedp.WaitVisible(chromedp.CSS("#connect button")))
+		eval(t, "watch the Connect status", watch)
+		do(t, "press Connect from the keyboard", chromedp.Focus(chromedp.CSS("#connect button")), chromedp.KeyEvent("\r"))
+		waitFor(t, `"Waiting for Smartcar…" on the press`, `window.saw.some((s) => s.startsWith("Waiting for Smartcar…"))`)
+		waitFor(t, "the daemon's own words back after the failed Start", sentence+`.textContent.startsWith("Opens Smartcar Connect in a new tab")`)
+		if n := seen("POST /car/connect 500"); n != 1 {
+			t.Errorf("%d failed Starts answered, want 1", n)
+		}
+		waitFor(t, "focus still on the Connect button", `document.activeElement === document.querySelector("#connect button")`)
+		waitFor(t, "the live region the same element", sentence+`.kept === true && document.querySelectorAll("#connect [aria-live]").length === 1`)
+	})
+
+	t.Run("press within the restart guard", func(t *testing.T) {
+		link := srv.URL + "/smartcar-connect"
+		conn.set(smartcar.ConnectState{Phase: smartcar.ConnectWaiting, Started: time.Now(), Link: link}, nil, nil)
+		do(t, "open the page", chromedp.Navigate(srv.URL+"/car/"), chromedp.WaitVisible(chromedp.CSS(`#connect a[href="`+link+`"]`)))
+		eval(t, "watch the Connect status", watch)
+		do(t, "press Start again", chromedp.Click(chromedp.CSS("#connect button")))
+		waitFor(t, `"Waiting for Smartcar…" without the link on the press`, `window.saw.some((s) => s.startsWith("Waiting for Smartcar…") && !s.endsWith("[link]"))`)
+		waitFor(t, "the link to Connect back", sentence+`.querySelector('a[href="`+link+`"]') !== null`)
+		if n := seen("POST /car/connect 303"); n != 1 {
+			t.Errorf("%d Starts answered, want 1", n)
+		}
+	})
+
+	t.Run("v2 Finish refused, at a sub-path", func(t *testing.T) {
+		conn.set(smartcar.ConnectState{Phase: smartcar.ConnectWaiting, Started: time.Now(), Link: srv.URL + "/smartcar-connect", NeedsAddress: true},
+			nil, errors.New("this is not the address Smartcar sent the browser to"))
+		do(t, "open the page", chromedp.Navigate(srv.URL+"/car/"))
+		finish(t, "hello")
+		waitFor(t, "the refusal", `!!document.querySelector(".notice")`)
+		waitFor(t, "a state poll from there answered", `performance.getEntriesByType("resource").some((e) => e.name === location.origin + "/car/state" && e.responseStatus === 200)`)
+		waitFor(t, "its links the page's own", `document.querySelector('a[href="healthz"]').href === location.origin + "/car/healthz" && `+
+			`document.querySelector('#connect form[action="connect/finish"]').action === location.origin + "/car/connect/finish"`)
+		finish(t, "hello again") // from the refusal's page
+		if n := seen("POST /car/connect/finish 400"); n != 2 {
+			t.Errorf("%d refused Finishes, want 2", n)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range requests {
+		if strings.HasSuffix(r, " 404") {
+			t.Errorf("the page asked for what is not there: %s", r)
+		}
 	}
 }

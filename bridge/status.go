@@ -22,10 +22,13 @@ type Status struct {
 // VehicleStatus is one vehicle's part of Status: what its worker last
 // published, as a person reads it.
 type VehicleStatus struct {
-	ID        string
-	Make      string
-	Model     string
-	Year      int
+	ID    string
+	Make  string
+	Model string
+	Year  int
+	// Unbridged: the car has no entity in Home Assistant, as Smartcar grants
+	// it neither the door command nor the charge read; nothing is asked of it.
+	Unbridged bool
 	Available bool
 	KnownAt   time.Time // when the door state was last learned from the car; zero if never
 
@@ -78,7 +81,9 @@ func (w *worker) show() {
 	w.gauges.view.Store(v)
 }
 
-// Status reports the bridge's state now.
+// Status reports the bridge's state now: every vehicle the fleet holds, those
+// with no worker too (no door command and no charge read: nothing calls
+// Smartcar for them, yet they are on the account and the page should say so).
 func (b *Bridge) Status() Status {
 	s := Status{
 		Serving:         b.serving.Load(),
@@ -86,12 +91,19 @@ func (b *Bridge) Status() Status {
 		Connects:        b.connects.Load(),
 		ConnectionsLost: b.lost.Load(),
 	}
-	for id, w := range b.fleet.Load().workers {
-		v := VehicleStatus{ID: id, Make: w.vehicle.Make, Model: w.vehicle.Model, Year: w.vehicle.Year, HasDoor: hasDoor(w.vehicle)}
+	f := b.fleet.Load()
+	for id, v := range f.vehicles {
+		w := f.workers[id]
+		if w == nil {
+			s.Vehicles = append(s.Vehicles, VehicleStatus{ID: id, Make: v.Make, Model: v.Model, Year: v.Year, Unbridged: true})
+			continue
+		}
 		if shown := w.gauges.view.Load(); shown != nil {
-			v = *shown
-		} // else the worker has not started yet: what is known without it
-		s.Vehicles = append(s.Vehicles, v)
+			s.Vehicles = append(s.Vehicles, *shown)
+			continue
+		}
+		// The worker has not started yet: what is known without it.
+		s.Vehicles = append(s.Vehicles, VehicleStatus{ID: id, Make: v.Make, Model: v.Model, Year: v.Year, HasDoor: hasDoor(v)})
 	}
 	sort.Slice(s.Vehicles, func(i, j int) bool { return s.Vehicles[i].ID < s.Vehicles[j].ID })
 	return s

@@ -87,8 +87,10 @@ type Config struct {
 
 	DataDir    string `envconfig:"DATA_DIR" default:"./data" desc:"token store, vehicle cache, broker's retained store; created if missing and checked writable at start; one daemon per directory (/data in the container image; demo uses a temporary directory unless this is set)"`
 	HTTPListen string `envconfig:"HTTP_LISTEN" default:":8080" desc:"address of the web page (the vehicles, Connect a car), /healthz and /metrics; off disables"`
-	LogLevel   string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat  string `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+	// HTTPAllowedHosts are lower case and without a trailing dot after Load.
+	HTTPAllowedHosts []string `envconfig:"HTTP_ALLOWED_HOSTS" defaultdoc:"addresses, localhost and local names" desc:"comma-separated host names the web page also answers to, e.g. nas.example.com (a leading dot takes a domain's names); by default it answers only at an IP address, localhost and names of the home network (one label, .local, .lan, .home.arpa, .internal), so another site cannot reach it through DNS rebinding"`
+	LogLevel         string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat        string   `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 
 	// supervisor is how the add-on reaches the Supervisor; nil unless
 	// LoadAddon built this Config.
@@ -458,6 +460,7 @@ func (c *checker) validate(cfg *Config, command string) {
 		cfg.HTTPListen = ""
 	}
 	c.listeners(cfg)
+	c.check("HTTP_ALLOWED_HOSTS", hostNames(&cfg.HTTPAllowedHosts))
 	c.check("SMARTCAR_WEBHOOK_SECRET", webhookSecret(cfg))
 	if command == "addon" {
 		c.ingressPort(cfg)
@@ -532,6 +535,51 @@ func (c *checker) listeners(cfg *Config) {
 			}
 		}
 	}
+}
+
+// hostNames cleans HTTP_ALLOWED_HOSTS (lower case, no trailing dot, no
+// empty entry) and checks each is a host name alone, or a domain after a
+// dot: a scheme, port or path would match no request and leave the user
+// refused without knowing why.
+func hostNames(hosts *[]string) string {
+	var clean []string
+	for _, h := range *hosts {
+		h = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+		if h == "" {
+			continue
+		}
+		if !validHostName(strings.TrimPrefix(h, ".")) {
+			shown := strconv.Quote(h)
+			if strings.Contains(h, "@") {
+				shown = "an entry" // it may carry a password: never echoed
+			}
+			return shown + " is not a host name: give the name alone (nas.example.com), or a domain after a dot (.example.com), without scheme, port or path"
+		}
+		if !slices.Contains(clean, h) {
+			clean = append(clean, h)
+		}
+	}
+	*hosts = clean
+	return ""
+}
+
+// validHostName reports whether name is a DNS name of letters, digits and
+// hyphens, in labels of at most 63 characters.
+func validHostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // webhookSecret checks SMARTCAR_WEBHOOK_SECRET: it needs the HTTP server.

@@ -23,7 +23,8 @@ import (
 )
 
 // specVariables is the product specification's list (plus BROKER_TLS_LISTEN, named in the
-// BROKER_TLS_* row), written out by hand so a renamed or dropped tag fails.
+// BROKER_TLS_* row, and HTTP_ALLOWED_HOSTS, which the page's guard against DNS
+// rebinding needs), written out by hand so a renamed or dropped tag fails.
 func specVariables() []string {
 	return []string{
 		"SMARTCAR_CLIENT_ID", "SMARTCAR_CLIENT_SECRET", "SMARTCAR_APPLICATION_ID",
@@ -36,7 +37,7 @@ func specVariables() []string {
 		"HA_DISCOVERY_PREFIX", "HA_STATUS_TOPIC",
 		"BROKER_LISTEN", "BROKER_USERNAME", "BROKER_PASSWORD", "BROKER_ALLOW_ANONYMOUS",
 		"BROKER_TLS_CERT", "BROKER_TLS_KEY", "BROKER_TLS_LISTEN",
-		"DATA_DIR", "HTTP_LISTEN", "LOG_LEVEL", "LOG_FORMAT",
+		"DATA_DIR", "HTTP_LISTEN", "HTTP_ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT",
 	}
 }
 
@@ -292,6 +293,11 @@ func TestValidation(t *testing.T) {
 		{"timeout zero", []string{"SMARTCAR_TIMEOUT", "0s"}, "SMARTCAR_TIMEOUT"},
 		{"timeout negative", []string{"SMARTCAR_TIMEOUT", "-5s"}, "SMARTCAR_TIMEOUT"},
 		{"timeout not a duration", []string{"SMARTCAR_TIMEOUT", "abc"}, "SMARTCAR_TIMEOUT"},
+		{"allowed hosts ok", []string{"HTTP_ALLOWED_HOSTS", "nas.example.com, .Example.org., ,x-1.y"}, ""},
+		{"allowed host with a scheme", []string{"HTTP_ALLOWED_HOSTS", "http://nas.example.com"}, "HTTP_ALLOWED_HOSTS"},
+		{"allowed host with a port", []string{"HTTP_ALLOWED_HOSTS", "nas.example.com:8080"}, "HTTP_ALLOWED_HOSTS"},
+		{"allowed host with a wildcard", []string{"HTTP_ALLOWED_HOSTS", "*.example.com"}, "HTTP_ALLOWED_HOSTS"},
+		{"allowed host with credentials", []string{"HTTP_ALLOWED_HOSTS", "user:pw@nas"}, "HTTP_ALLOWED_HOSTS"},
 		{"vehicle ids ok", []string{"SMARTCAR_VEHICLE_IDS", "a, b,,c "}, ""},
 		{"vehicle id with slash", []string{"SMARTCAR_VEHICLE_IDS", "a,b/c"}, "SMARTCAR_VEHICLE_IDS"},
 		{"vehicle id with plus", []string{"SMARTCAR_VEHICLE_IDS", "a+b"}, "SMARTCAR_VEHICLE_IDS"},
@@ -377,9 +383,13 @@ func TestNormalisation(t *testing.T) {
 		"HTTP_LISTEN", "Off",
 		"MQTT_BASE_TOPIC", "  cars ",
 		"SMARTCAR_CLIENT_SECRET", " spaced secret ",
+		"HTTP_ALLOWED_HOSTS", " NAS.example.com., .Example.org,,nas.example.com",
 	))
 	if cerr != nil {
 		t.Fatal(cerr)
+	}
+	if want := []string{"nas.example.com", ".example.org"}; !slices.Equal(cfg.HTTPAllowedHosts, want) {
+		t.Errorf("HTTPAllowedHosts = %q, want %q", cfg.HTTPAllowedHosts, want)
 	}
 	if want := []string{"v1", "v2"}; !slices.Equal(cfg.SmartcarVehicleIDs, want) {
 		t.Errorf("SmartcarVehicleIDs = %q, want %q", cfg.SmartcarVehicleIDs, want)
@@ -534,6 +544,7 @@ func TestAgreesWithEnvconfig(t *testing.T) {
 		"BROKER_TLS_LISTEN":       ":8884",
 		"DATA_DIR":                "/tmp/x",
 		"HTTP_LISTEN":             ":8081",
+		"HTTP_ALLOWED_HOSTS":      "nas.example.com,.example.org",
 		"LOG_LEVEL":               "debug",
 		"LOG_FORMAT":              "json",
 	}

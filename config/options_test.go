@@ -52,6 +52,7 @@ func TestLoadAddonTakesOptionsOverTheEnvironment(t *testing.T) {
 		{"an empty option leaves the environment's", cfg.LogLevel, "debug"},
 		{"null is unset", cfg.MQTTURL, ""},
 		{"api from the client id", cfg.APIVersion(), APIV3},
+		{"why, naming the option", cfg.APIVersionReason(), "smartcar_api_version=auto and the client id starts with client_, as API v3 ids do"},
 		{"http listen", cfg.HTTPListen, ":8081"},
 		{"supervisor URL", cfg.Supervisor().URL, "http://sv"},
 		{"supervisor token", cfg.Supervisor().Token.Reveal(), "tok"},
@@ -125,10 +126,19 @@ func TestCheckEmbeddedBrokerNamesTheOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = cfg.CheckEmbeddedBroker()
-	for _, w := range []string{"broker_username: required for the embedded broker", "broker_password: required"} {
-		if err == nil || !strings.Contains(err.Error(), w) {
-			t.Errorf("missing %q in %v", w, err)
+	var cerr *Error
+	if !errors.As(err, &cerr) || !cerr.Options || len(cerr.Problems) != 2 {
+		t.Fatalf("err = %#v, want an *Error about two options", err)
+	}
+	// The log prints it: one line, as logrus would otherwise show "\n".
+	msg := err.Error()
+	for _, w := range []string{"Configuration tab", "broker_username, broker_password: required for the embedded broker", "Mosquitto broker add-on"} {
+		if !strings.Contains(msg, w) {
+			t.Errorf("missing %q in %q", w, msg)
 		}
+	}
+	if strings.ContainsAny(msg, "\n\r") {
+		t.Errorf("not one line: %q", msg)
 	}
 	if err := cfg.UseBroker("tcp://core-mosquitto:1883", "addons", "pw"); err != nil || cfg.MQTTURL != "tcp://core-mosquitto:1883" || cfg.EmbeddedBroker() {
 		t.Errorf("UseBroker: %v, %q", err, cfg.MQTTURL)

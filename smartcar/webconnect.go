@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // ConnectPhase is where a Connect started from the web page stands.
@@ -30,8 +33,10 @@ type ConnectState struct {
 	// NeedsAddress: API v2.0 needs the address the browser ended on, whose
 	// code is exchanged for the login (API v3 has nothing to exchange).
 	NeedsAddress bool
-	New          []VehicleDetails // connected: the cars this flow connected
-	Problem      string           // failed: what went wrong, in words
+	// New, once connected: the cars this flow connected; for API v2.0,
+	// those the first listing with its login shows (see Listed).
+	New     []VehicleDetails
+	Problem string // failed: what went wrong, in words
 }
 
 // restartGuard is how soon a second Start reuses the flow already waiting
@@ -56,9 +61,34 @@ type WebConnect struct {
 
 	mu      sync.Mutex
 	state   ConnectState
-	changed chan struct{}      // closed when state changes, then replaced
-	secret  string             // the flow's state parameter
-	cancel  context.CancelFunc // of the flow waiting; nil when none
+	changed chan struct{} // closed when state changes, then replaced
+	flow    *flow         // the latest flow, waiting or ended; nil before the first
+	// naming is the API v2.0 flow whose login is new and whose cars are
+	// not known yet: Listed names them.
+	naming *flow
+
+	joined func() // tests: a Finish is waiting for the exchange another Finish began
+}
+
+// flow is one Connect, from Start to its end.
+type flow struct {
+	secret string             // its state parameter
+	cancel context.CancelFunc // stops its watcher (API v3)
+	// claimed: a Finish has taken its address, and only that Finish
+	// exchanges the code, which Smartcar accepts once.
+	claimed bool
+	done    chan struct{} // closed once it has ended
+	err     error         // its outcome, once done is closed
+	listed  []VehicleDetails
+}
+
+func (f *flow) ended() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // NewWebConnectV3 serves Connect for API v3. before is what is connected
@@ -73,10 +103,30 @@ func NewWebConnectV3(ctx context.Context, c ConnectV3, before func(ctx context.C
 }
 
 // NewWebConnectV2 serves Connect for API v2.0: the code of the pasted
-// address is exchanged and the pair saved to c.Store; connected then lists
-// the vehicles of the new login.
+// address is exchanged and the pair saved to c.Store; connected then takes
+// the new login and lists its vehicles, and Listed hands that listing back
+// so the page names the cars.
 func NewWebConnectV2(ctx context.Context, c Connect, connected func(ctx context.Context, c Connected) error) *WebConnect {
 	return &WebConnect{ctx: ctx, v2: &c, connected: connected, changed: make(chan struct{})}
+}
+
+// Listed is the daemon's first listing with the login an API v2.0 flow has
+// just saved: the flow names those cars, as an API v3 flow names the cars
+// of its connection. Other listings change nothing. It never blocks long.
+func (w *WebConnect) Listed(vs []VehicleDetails) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.naming
+	if f == nil {
+		return
+	}
+	w.naming = nil
+	f.listed = slices.Clone(vs)
+	if f == w.flow && w.state.Phase == ConnectConnected {
+		st := w.state
+		st.New = f.listed
+		w.setState(st)
+	} // else end names them once the flow is done
 }
 
 // State is the flow as it stands.
@@ -141,25 +191,26 @@ func (w *WebConnect) Start() (string, error) {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cancel != nil {
-		w.cancel() // the flow this one replaces
+	if old := w.flow; old != nil && old.cancel != nil {
+		old.cancel() // the flow this one replaces
 	}
 	ctx, cancel := context.WithCancel(w.ctx)
-	w.cancel, w.secret = cancel, secret
+	f := &flow{secret: secret, cancel: cancel, done: make(chan struct{})}
+	w.flow = f
 	w.setState(ConnectState{Phase: ConnectWaiting, Started: time.Now(), Link: link, NeedsAddress: w.v2 != nil})
 	if w.v3 != nil {
-		go w.watchV3(ctx, secret, before)
+		go w.watchV3(ctx, f, before)
 	}
 	return link, nil
 }
 
 // watchV3 waits for a connection not in before.
-func (w *WebConnect) watchV3(ctx context.Context, secret string, before []VehicleDetails) {
+func (w *WebConnect) watchV3(ctx context.Context, f *flow, before []VehicleDetails) {
 	c, err := w.v3.wait(ctx, before, nil, &lockedWriter{})
 	if err == nil {
 		err = w.connected(ctx, c)
 	}
-	w.end(secret, c, err)
+	w.end(f, c, err)
 }
 
 // ErrNoFlow is Finish without a flow waiting for an address.
@@ -167,30 +218,23 @@ var ErrNoFlow = errors.New("no Connect is waiting for an address: press Connect 
 
 // Finish completes an API v2.0 flow with the address the browser ended on
 // (…?code=…&state=…). An address of another flow (its state differs) is
-// refused and the flow keeps waiting; an error redirect ends the flow.
+// refused and the flow keeps waiting; an error redirect ends the flow. The
+// first Finish with the right address claims the flow and its code is
+// exchanged once; a second one (a double click) waits for that outcome and
+// answers it, as does one after the flow has ended.
 func (w *WebConnect) Finish(ctx context.Context, address string) error {
 	w.mu.Lock()
-	secret, waiting := w.secret, w.state.Phase == ConnectWaiting && w.v2 != nil
+	f := w.flow
 	w.mu.Unlock()
-	if !waiting {
+	if w.v2 == nil || f == nil {
 		return ErrNoFlow
 	}
 	q, err := redirectedQuery(address)
 	if err != nil {
+		if f.ended() {
+			return ErrNoFlow
+		}
 		return err
-	}
-	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(secret)) != 1 {
-		return errors.New("this address belongs to another Connect (its state does not match): press Connect a car and use the address that flow ends on")
-	}
-	if code := q.Get("error"); code != "" {
-		e := &Error{Type: TypeConnect, Code: printable(code, maxCallbackText, "…"), Description: printable(q.Get("error_description"), maxCallbackText, "…")}
-		err := fmt.Errorf("smartcar connect: %w", e)
-		w.end(secret, Connected{}, err)
-		return err
-	}
-	code := q.Get("code")
-	if code == "" {
-		return errors.New("the address carries no code: paste the whole address the browser ended on after approving")
 	}
 	conf, _, err := w.v2.settings()
 	if err != nil {
@@ -199,14 +243,73 @@ func (w *WebConnect) Finish(ctx context.Context, address string) error {
 	if w.v2.Store == nil {
 		return errors.New("smartcar connect: no token store")
 	}
-	if _, err := w.v2.exchange(ctx, conf, code); err != nil {
-		w.end(secret, Connected{}, err)
-		return err
+
+	w.mu.Lock()
+	f = w.flow // Start may have replaced it meanwhile
+	mine := subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.secret)) == 1
+	switch {
+	case !mine && f.ended():
+		w.mu.Unlock()
+		return ErrNoFlow
+	case !mine:
+		w.mu.Unlock()
+		return errors.New("this address belongs to another Connect (its state does not match): press Connect a car and use the address that flow ends on")
+	case f.claimed:
+		w.mu.Unlock()
+		if w.joined != nil {
+			w.joined()
+		}
+		return w.outcome(ctx, f)
 	}
-	var c Connected
-	err = w.connected(ctx, c)
-	w.end(secret, c, err)
-	return err
+	code := q.Get("code")
+	if q.Get("error") == "" && code == "" {
+		w.mu.Unlock()
+		return errors.New("the address carries no code: paste the whole address the browser ended on after approving")
+	}
+	f.claimed = true
+	st := w.state
+	st.NeedsAddress = false // taken: the page stops asking for it
+	w.setState(st)
+	w.mu.Unlock()
+
+	if e := q.Get("error"); e != "" {
+		ce := &Error{Type: TypeConnect, Code: printable(e, maxCallbackText, "…"), Description: printable(q.Get("error_description"), maxCallbackText, "…")}
+		w.end(f, Connected{}, fmt.Errorf("smartcar connect: %w", ce))
+		return w.outcome(ctx, f)
+	}
+	// Off the request: a browser that gives up on it (a double click
+	// does) must not cut short an exchange that may already have used
+	// the code. The token endpoint's client timeout bounds it.
+	go w.exchangeV2(f, conf, code)
+	return w.outcome(ctx, f)
+}
+
+// exchangeV2 turns a claimed flow's code into the login, then tells the daemon.
+func (w *WebConnect) exchangeV2(f *flow, conf *oauth2.Config, code string) {
+	if _, err := w.v2.exchange(w.ctx, conf, code); err != nil {
+		w.end(f, Connected{}, err)
+		return
+	}
+	w.mu.Lock()
+	w.naming = f // before connected: the listing it asks for must find it
+	w.mu.Unlock()
+	err := w.connected(w.ctx, Connected{})
+	w.end(f, Connected{}, err)
+}
+
+// outcome waits for f to end, or for ctx; an outcome already there wins.
+func (w *WebConnect) outcome(ctx context.Context, f *flow) error {
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+	}
+	select {
+	case <-f.done:
+		return f.err
+	default:
+		return fmt.Errorf("smartcar connect: wait for the code exchange: %w", ctx.Err())
+	}
 }
 
 // redirectedQuery reads the query of a pasted address: a whole URL, or just
@@ -232,18 +335,23 @@ func redirectedQuery(address string) (url.Values, error) {
 	return q, nil
 }
 
-// end records a flow's outcome, unless a newer flow has replaced it.
-func (w *WebConnect) end(secret string, c Connected, err error) {
+// end records a flow's outcome, on the page unless a newer flow has
+// replaced it.
+func (w *WebConnect) end(f *flow, c Connected, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.secret != secret {
+	if f.ended() {
 		return
 	}
-	if w.cancel != nil {
-		w.cancel()
-		w.cancel = nil
+	f.err = err
+	close(f.done)
+	f.cancel()
+	if err != nil && w.naming == f {
+		w.naming = nil
 	}
-	w.secret = ""
+	if w.flow != f {
+		return
+	}
 	st := w.state
 	st.Link, st.NeedsAddress = "", false
 	switch {
@@ -253,6 +361,9 @@ func (w *WebConnect) end(secret string, c Connected, err error) {
 		st.Phase, st.Problem = ConnectFailed, ConnectProblem(err)
 	default:
 		st.Phase, st.New = ConnectConnected, c.New
+		if f.listed != nil {
+			st.New = f.listed
+		}
 	}
 	w.setState(st)
 }

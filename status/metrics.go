@@ -148,7 +148,9 @@ func (m *Metrics) writeBridge(p *page) {
 	p.single("smartcar2mqtt_mqtt_connections_lost_total", "counter", "MQTT sessions lost.", float64(s.ConnectionsLost))
 	p.family("smartcar2mqtt_vehicle_available", "gauge", "1 while the vehicle can be served (its availability topic says online).")
 	for _, v := range s.Vehicles {
-		p.sample("smartcar2mqtt_vehicle_available", labels("vehicle", v.ID), boolValue(v.Available))
+		if !v.Unbridged { // no availability topic to mirror
+			p.sample("smartcar2mqtt_vehicle_available", labels("vehicle", v.ID), boolValue(v.Available))
+		}
 	}
 	p.family("smartcar2mqtt_state_age_seconds", "gauge", "Age of the door state published retained: time since it was last learned from the car.")
 	for _, v := range s.Vehicles {

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/bridge"
@@ -77,6 +78,9 @@ type pageServer struct {
 	style  template.CSS
 	script template.JS
 	csp    string
+	// starts counts the Connect presses answered, failed or not: the
+	// script keeps its own "Waiting for Smartcar…" until the count moves.
+	starts atomic.Uint64
 
 	mu   sync.Mutex
 	last *rendering // nil before the first
@@ -152,11 +156,7 @@ func (s *pageServer) servePage(w http.ResponseWriter, r *http.Request) {
 
 // render answers with the whole page, notice (if any) at its top.
 func (s *pageServer) render(w http.ResponseWriter, r *http.Request, code int, notice string) {
-	base := ""
-	if prefix := ingressPrefix(r); prefix != "" {
-		base = prefix + "/"
-	}
-	body, err := s.pageHTML(base, notice)
+	body, err := s.pageHTML(pageBase(r), notice)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -190,6 +190,7 @@ func (s *pageServer) startConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	link, err := s.page.Connect.Start()
+	s.starts.Add(1) // after Start: a poll that sees the count sees its state
 	if err != nil {
 		s.render(w, r, http.StatusInternalServerError, "Smartcar Connect could not start: "+smartcar.ConnectProblem(err))
 		return
@@ -218,13 +219,9 @@ func (s *pageServer) finishConnect(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, "Connect did not finish: "+finishProblem(err, s.page.Connect.State()))
 		return
 	}
-	// Back to the page, under the Ingress prefix when there is one. Not
-	// http.Redirect: it would resolve a relative path against r.URL.Path,
-	// which lacks the prefix.
-	location := "../" // from …/connect/finish, the page
-	if prefix := ingressPrefix(r); prefix != "" {
-		location = prefix + "/"
-	}
+	// Back to the page. Not http.Redirect: it would resolve a relative
+	// path against r.URL.Path, which lacks any proxy's prefix.
+	location := pageBase(r)
 	s.secure(w)
 	w.Header().Set("Location", location)
 	w.WriteHeader(http.StatusSeeOther)
@@ -240,6 +237,17 @@ func finishProblem(err error, st smartcar.ConnectState) string {
 	return err.Error()
 }
 
+// pageBase is the <base href> of a page answering r: the Ingress prefix;
+// else, for a form's answer at a deeper path (…/connect/finish), the way
+// back up to the page's directory, relative so that a reverse proxy's
+// sub-path stays in; "" for the page itself.
+func pageBase(r *http.Request) string {
+	if prefix := ingressPrefix(r); prefix != "" {
+		return prefix + "/"
+	}
+	return strings.Repeat("../", strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/"))
+}
+
 // ingressPrefix is the Ingress proxy's path prefix without its trailing
 // slash, or "" when the request has none, or one that is not a plain path.
 func ingressPrefix(r *http.Request) string {
@@ -250,19 +258,17 @@ func ingressPrefix(r *http.Request) string {
 	return strings.TrimRight(p, "/")
 }
 
-// validIngressPath accepts an absolute path of URL path characters only: no
-// scheme, host or query can ride in (a leading // would be another host).
+// validIngressPath accepts an absolute path of letters, digits and -_./
+// only, as Home Assistant's /api/hassio_ingress/<token> is: no scheme, host
+// or query can ride in (a leading // would be another host), and no dot
+// segment, escaped or not, can climb out of it.
 func validIngressPath(p string) bool {
 	if len(p) < 2 || len(p) > 512 || p[0] != '/' || p[1] == '/' {
 		return false
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=:@/", c) >= 0:
-		case c == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]):
-		default:
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_./", c) >= 0) {
 			return false
 		}
 	}
@@ -272,10 +278,6 @@ func validIngressPath(p string) bool {
 		}
 	}
 	return true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // pageView is what the page shows, and, as JSON, the state endpoint's
@@ -290,7 +292,7 @@ type pageView struct {
 	Vehicles []vehicleView       `json:"vehicles"`
 	Parts    map[string]pagePart `json:"parts"`
 
-	Base   string       `json:"-"` // <base href>: the Ingress prefix and "/"; "" for none
+	Base   string       `json:"-"` // <base href>, see pageBase; "" for none
 	Notice string       `json:"-"` // the answer to a form
 	Style  template.CSS `json:"-"`
 	Script template.JS  `json:"-"`
@@ -315,6 +317,7 @@ type connectView struct {
 	Started time.Time `json:"started,omitzero"`
 	// StartedID tells one flow from the next, whatever the browser's clock.
 	StartedID    string      `json:"startedID,omitempty"`
+	Starts       uint64      `json:"starts"` // presses answered, see pageServer.starts
 	Link         string      `json:"link,omitempty"`
 	NeedsAddress bool        `json:"needsAddress"`
 	New          []connected `json:"new,omitempty"`
@@ -348,6 +351,7 @@ type vehicleView struct {
 	Make               string     `json:"make"`
 	Model              string     `json:"model"`
 	Year               int        `json:"year,omitempty"`
+	Unbridged          bool       `json:"unbridged,omitempty"` // no entity in Home Assistant
 	Available          bool       `json:"available"`
 	Door               string     `json:"door"` // open, closed, opening, closing; "" unknown
 	HasDoor            bool       `json:"hasDoor"`
@@ -496,9 +500,10 @@ func (s *pageServer) connect() connectView {
 	if s.page.Connect == nil {
 		return connectView{Missing: s.page.ConnectMissing}
 	}
+	starts := s.starts.Load() // before State: a count that moved comes with its state
 	st := s.page.Connect.State()
 	c := connectView{Offered: true, Phase: string(st.Phase), Started: st.Started, Link: st.Link,
-		NeedsAddress: st.NeedsAddress, Problem: st.Problem}
+		NeedsAddress: st.NeedsAddress, Problem: st.Problem, Starts: starts}
 	if !st.Started.IsZero() {
 		c.StartedID = strconv.FormatInt(st.Started.UnixNano(), 36)
 	}
@@ -511,7 +516,7 @@ func (s *pageServer) connect() connectView {
 func vehicle(car bridge.VehicleStatus, calls int) vehicleView {
 	v := vehicleView{
 		ID: car.ID, Name: carName(car.Year, car.Make, car.Model, car.ID), Make: car.Make, Model: car.Model, Year: car.Year,
-		Available: car.Available, Door: car.Door, HasDoor: car.HasDoor, KnownAt: car.KnownAt, ReadAt: car.ReadAt,
+		Unbridged: car.Unbridged, Available: car.Available, Door: car.Door, HasDoor: car.HasDoor, KnownAt: car.KnownAt, ReadAt: car.ReadAt,
 		LastCommand: car.LastCommand, LastCommandResult: car.LastCommandResult, LastCommandAt: car.LastCommandAt,
 		LastDeliveryAt: car.LastDeliveryAt, CallsThisMonth: calls,
 	}

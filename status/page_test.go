@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -171,6 +173,24 @@ func wantAll(t *testing.T, body string, wants ...string) {
 	}
 }
 
+// A car Smartcar grants neither the door command nor the charge read has no
+// entity: the page names it and says why, with nothing to read or press.
+func TestPageShowsACarWithoutEntities(t *testing.T) {
+	p := newPage(&fakeConnector{link: connectLink})
+	p.Bridge = func() bridge.Status {
+		return bridge.Status{Vehicles: []bridge.VehicleStatus{{ID: "car-3", Make: "FORD", Model: "F-150", Year: 2023, Unbridged: true}}}
+	}
+	_, body := getPage(t, Handler(Routes{Metrics: NewMetrics(), Page: p}), "/")
+	car := body[strings.Index(body, `id="car-car-3"`):]
+	car = car[:strings.Index(car, "</article>")]
+	wantAll(t, car, "2023 FORD F-150", "<code>car-3</code>", "not in Home Assistant", "neither the charge port command nor the charge read")
+	for _, not := range []string{"offline", "online", "Plugged in", "Last command"} {
+		if strings.Contains(car, not) {
+			t.Errorf("the car without entities shows %q:\n%s", not, car)
+		}
+	}
+}
+
 func TestPageShowsWhatTheDaemonKnows(t *testing.T) {
 	h := Handler(Routes{Metrics: NewMetrics(), Page: newPage(&fakeConnector{link: connectLink})})
 	resp, body := getPage(t, h, "/")
@@ -191,7 +211,7 @@ func TestPageShowsWhatTheDaemonKnows(t *testing.T) {
 		t.Error("a car without webhook deliveries shows a last delivery")
 	}
 	wantAll(t, body, "Version 1.2.3", "Smartcar API v3", "API credentials", "in use", "(2025-06, UTC)</dt><dd>40",
-		"Calls today (UTC)</dt><dd>3", "about 270 a month for 2 cars", `<button type="submit">Connect a car</button>`,
+		"Calls today (UTC)</dt><dd>3", "about 270 a month for 2 cars", `<button id="connect-button" type="submit">Connect a car</button>`,
 		"<main>", "<header>", "<footer>", `lang="en"`)
 
 	s := getState(t, h)
@@ -321,6 +341,16 @@ func TestPageUnderIngressPrefix(t *testing.T) {
 		{"dot segments", "/api/../..", "", "../"},
 		{"bad escape", "/x%zz", "", "../"},
 		{"control", "/x\r\nSet-Cookie: a=b", "", "../"},
+		{"escaped dot segment", "/a/%2e%2e", "", "../"},
+		{"escaped dot segment, upper case", "/api/hassio_ingress/%2E%2E/", "", "../"},
+		{"half-escaped dot segment", "/a/.%2e/b", "", "../"},
+		{"escaped slash", "/a%2f..", "", "../"},
+		{"any escape", "/api/hassio_ingress/a%41", "", "../"},
+		{"dot segment", "/a/./b", "", "../"},
+		{"trailing dot segment", "/api/hassio_ingress/..", "", "../"},
+		{"sub-delimiters", "/a;b=c", "", "../"},
+		{"tilde", "/~user", "", "../"},
+		{"dots in a name", "/api/hassio_ingress/a..b.c", "/api/hassio_ingress/a..b.c/", "/api/hassio_ingress/a..b.c/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -668,5 +698,188 @@ func TestOnlyFrom(t *testing.T) {
 	r.RemoteAddr = "10.0.0.5:5000"
 	if resp, _ := serve(t, h, r); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("POST /connect from another address: %d", resp.StatusCode)
+	}
+}
+
+// links are where the page's links, forms and state poll lead from a page
+// the browser shows at pageURL.
+func links(t *testing.T, pageURL, body string) []string {
+	t.Helper()
+	at, err := url.Parse(pageURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`<base href="([^"]*)">`).FindStringSubmatch(body); m != nil {
+		base, err := url.Parse(html.UnescapeString(m[1]))
+		if err != nil {
+			t.Fatalf("<base href=%q>: %v", m[1], err)
+		}
+		at = at.ResolveReference(base)
+		body = strings.Replace(body, m[0], "", 1)
+	}
+	var to []string
+	for _, m := range linkAttr.FindAllStringSubmatch(body, -1) {
+		if strings.HasPrefix(m[2], "data:") || strings.HasPrefix(m[2], "https://connect.example/") {
+			continue
+		}
+		u, err := url.Parse(html.UnescapeString(m[2]))
+		if err != nil {
+			t.Fatalf("%s: %v", m[0], err)
+		}
+		to = append(to, at.ResolveReference(u).String())
+	}
+	if strings.Contains(body, `fetch("state"`) {
+		to = append(to, at.ResolveReference(&url.URL{Path: "state"}).String())
+	}
+	slices.Sort(to)
+	return slices.Compact(to)
+}
+
+// A form's answer is a whole page at the form's address (e.g. a refused
+// Finish at /connect/finish): its links, forms and state poll still lead to
+// the page's own, directly and behind a reverse proxy at a sub-path.
+func TestPageAnswerToAFormLinksToThePage(t *testing.T) {
+	for _, tt := range []struct {
+		name, path string
+		code       int
+	}{
+		{"a refused Finish", "/connect/finish", http.StatusBadRequest},
+		{"a failed Start", "/connect", http.StatusInternalServerError},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeConnector{link: connectLink, v2: true, finish: func(string) error { return errors.New("not the address Smartcar sent the browser to") }}
+			c.Start()
+			c.startErr = errors.New("smartcar connect: no randomness")
+			p := newPage(c)
+			p.APIVersion = "v2"
+			h := Handler(Routes{Metrics: NewMetrics(), Page: p})
+			resp, body := serve(t, h, postForm(tt.path, url.Values{"address": {"hello"}}))
+			if resp.StatusCode != tt.code || !strings.Contains(body, `role="alert"`) {
+				t.Fatalf("POST %s: %d, want %d with a notice", tt.path, resp.StatusCode, tt.code)
+			}
+			for _, dir := range []string{"http://daemon.test/", "http://proxy.test/cars/smartcar/"} {
+				want := []string{dir + "connect", dir + "connect/finish", dir + "healthz", dir + "metrics", dir + "state"}
+				if got := links(t, dir+strings.TrimPrefix(tt.path, "/"), body); !slices.Equal(got, want) {
+					t.Errorf("from %s%s the page leads to\n%v, want\n%v", dir, tt.path[1:], got, want)
+				}
+			}
+		})
+	}
+}
+
+// Without JavaScript the page refreshes itself while Connect waits, but not
+// while it shows the field to paste the address in: that would wipe it.
+func TestPageRefreshesWithoutScriptOnlyWhenNothingIsTyped(t *testing.T) {
+	for _, tt := range []struct {
+		api     string
+		refresh bool
+	}{{"v3", true}, {"v2", false}} {
+		t.Run(tt.api, func(t *testing.T) {
+			c := &fakeConnector{link: connectLink, v2: tt.api == "v2", finish: func(string) error { return errors.New("not the address") }}
+			p := newPage(c)
+			p.APIVersion = tt.api
+			h := Handler(Routes{Metrics: NewMetrics(), Page: p})
+			if _, body := getPage(t, h, "/"); strings.Contains(body, "http-equiv") {
+				t.Error("a refresh before Connect")
+			}
+			c.Start()
+			_, page := getPage(t, h, "/")
+			_, refused := serve(t, h, postForm("/connect/finish", url.Values{"address": {"hello"}}))
+			for name, body := range map[string]string{"the page": page, "a refused Finish": refused} {
+				if tt.api == "v3" && name != "the page" {
+					continue
+				}
+				if got := strings.Contains(body, `<meta http-equiv="refresh" content="5">`); got != tt.refresh {
+					t.Errorf("%s while waiting: refresh %v, want %v", name, got, tt.refresh)
+				}
+				if got := strings.Contains(body, `action="connect/finish"`); got == tt.refresh {
+					t.Errorf("%s: the address field shown %v", name, got)
+				}
+			}
+		})
+	}
+}
+
+// Only the Connect status sentence is announced as it changes, not the whole
+// section with its form; every control the script may swap has an id, so
+// focus can go back to it.
+func TestPageConnectIsAnnouncedBySentence(t *testing.T) {
+	c := &fakeConnector{link: connectLink, v2: true}
+	p := newPage(c)
+	p.APIVersion = "v2"
+	h := Handler(Routes{Metrics: NewMetrics(), Page: p})
+	live := regexp.MustCompile(`<[a-z]+[^>]*aria-live[^>]*>`)
+	states := []smartcar.ConnectState{{}, {Phase: smartcar.ConnectWaiting, Started: time.Now(), Link: connectLink, NeedsAddress: true},
+		{Phase: smartcar.ConnectConnected, Started: time.Now()}, {Phase: smartcar.ConnectFailed, Problem: "refused"}}
+	for _, st := range states {
+		c.set(st)
+		_, body := getPage(t, h, "/")
+		section := body[strings.Index(body, `<section id="connect"`):]
+		section = section[:strings.Index(section, "</section>")]
+		if tags := live.FindAllString(section, -1); len(tags) != 1 || !strings.HasPrefix(tags[0], `<p class="connect-status`) {
+			t.Errorf("phase %q: live regions %q, want the status sentence's alone", st.Phase, tags)
+		}
+		for _, tag := range regexp.MustCompile(`<(button|input|a)\b[^>]*>`).FindAllString(section, -1) {
+			if !strings.Contains(tag, ` id="`) {
+				t.Errorf("phase %q: %s has no id", st.Phase, tag)
+			}
+		}
+	}
+	// The live region on the whole page, for the script's own words, stays.
+	_, body := getPage(t, h, "/")
+	wantAll(t, body, `<p id="live-status" class="muted" role="status" aria-live="polite"></p>`)
+}
+
+// In API v2 a new Connect replaces the one login, and with it its cars: the
+// page says so instead of offering to connect "another" car.
+func TestPageConnectAgainInV2(t *testing.T) {
+	note := "A new connection replaces the current Smartcar login"
+	for _, tt := range []struct {
+		name, api string
+		login     error
+		st        smartcar.ConnectState
+		button    string
+		note      bool
+	}{
+		{"v3 connected", "v3", nil, smartcar.ConnectState{Phase: smartcar.ConnectConnected}, "Connect another car", false},
+		{"v2 connected", "v2", nil, smartcar.ConnectState{Phase: smartcar.ConnectConnected}, "Connect again", true},
+		{"v2 logged in already", "v2", nil, smartcar.ConnectState{}, "Connect a car", true},
+		{"v2 no login yet", "v2", Waiting("no login"), smartcar.ConnectState{}, "Connect a car", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeConnector{}
+			c.set(tt.st)
+			p := newPage(c)
+			p.APIVersion, p.Login = tt.api, func() error { return tt.login }
+			part := string(getState(t, Handler(Routes{Metrics: NewMetrics(), Page: p})).Parts["connect"].HTML)
+			wantAll(t, part, ">"+tt.button+"</button>")
+			if strings.Contains(part, note) != tt.note {
+				t.Errorf("the note that Connect replaces the login: %v, want %v\n%s", !tt.note, tt.note, part)
+			}
+			if tt.api == "v2" && strings.Contains(part, "another car") {
+				t.Error("v2 offers another car")
+			}
+		})
+	}
+}
+
+// The state counts the Connect presses the daemon answered, failed or not:
+// the script keeps its "Waiting for Smartcar…" until its press is answered.
+func TestPageCountsAnsweredStarts(t *testing.T) {
+	c := &fakeConnector{link: connectLink}
+	h := Handler(Routes{Metrics: NewMetrics(), Page: newPage(c)})
+	if n := getState(t, h).Connect.Starts; n != 0 {
+		t.Fatalf("before any press: %d", n)
+	}
+	serve(t, h, postForm("/connect", nil))
+	c.startErr = errors.New("smartcar connect: no randomness")
+	if resp, _ := serve(t, h, postForm("/connect", nil)); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("a failed Start: %d", resp.StatusCode)
+	}
+	if n := getState(t, h).Connect.Starts; n != 2 {
+		t.Errorf("after two presses: %d", n)
+	}
+	if _, body := getPage(t, h, "/"); !strings.Contains(body, `data-starts="2"`) {
+		t.Error("the page does not carry the count")
 	}
 }

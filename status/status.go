@@ -61,15 +61,28 @@ type Routes struct {
 	Metrics *Metrics
 	Page    *Page        // the web page; nil: none
 	Webhook http.Handler // POST /webhooks/smartcar; nil: the path does not exist
+	// Hosts guards the page; nil answers any Host, for a listener only a
+	// trusted proxy reaches (Home Assistant's Ingress, which passes on the
+	// browser's Host and stands behind Home Assistant's login).
+	Hosts *HostGuard
 }
 
 // Handler serves /healthz (200 when every check passes, else 503, with a JSON
-// Report either way), /metrics, the web page and the webhook receiver.
+// Report either way), /metrics, the web page and the webhook receiver. Only
+// the page is guarded by Hosts: the webhook is Smartcar's, at whatever public
+// name the user exposes it, and proves itself by its signature; /healthz and
+// /metrics change nothing and show no secret.
 func Handler(r Routes) http.Handler {
 	checks, metrics := r.Checks, r.Metrics
 	mux := http.NewServeMux()
 	if r.Page != nil {
-		r.Page.register(mux)
+		page := http.NewServeMux()
+		r.Page.register(page)
+		if r.Hosts != nil {
+			mux.Handle("/", r.Hosts.Wrap(page))
+		} else {
+			mux.Handle("/", page)
+		}
 	}
 	if r.Webhook != nil {
 		mux.Handle("/webhooks/smartcar", r.Webhook)
@@ -111,9 +124,12 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves h on ln until ctx ends.
+// Serve serves h on ln until ctx ends. Every request is bounded in time,
+// its body too: the webhook path may face the internet, where a client that
+// sends a byte a minute must not hold a connection for ever.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

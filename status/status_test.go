@@ -86,7 +86,7 @@ func TestMetrics(t *testing.T) {
 	known := time.Now().Add(-time.Minute)
 	m.WatchBridge(func() bridge.Status {
 		return bridge.Status{Connected: true, Connects: 2, ConnectionsLost: 1,
-			Vehicles: []bridge.VehicleStatus{{ID: "V1", Available: true, KnownAt: known}, {ID: "V2"}}}
+			Vehicles: []bridge.VehicleStatus{{ID: "V1", Available: true, KnownAt: known}, {ID: "V2"}, {ID: "V3", Unbridged: true}}}
 	})
 	srv := httptest.NewServer(Handler(Routes{Metrics: m}))
 	defer srv.Close()
@@ -125,6 +125,9 @@ func TestMetrics(t *testing.T) {
 	}
 	if strings.Contains(page, `smartcar2mqtt_state_age_seconds{vehicle="V2"}`) {
 		t.Error("a state never learned has an age")
+	}
+	if strings.Contains(page, `vehicle="V3"`) {
+		t.Error("a car with no entity in Home Assistant has an availability")
 	}
 
 	// Prometheus' own parser is the judge of the format: every family once,

@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// ErrNoService is the Supervisor's "Service not enabled": no add-on provides
-// that service (no MQTT broker add-on installed).
+// ErrNoService is the Supervisor's HTTP 400 "Service not enabled": no add-on
+// provides that service (no MQTT broker add-on installed). Every other
+// failure is an error of its own.
 var ErrNoService = errors.New("the Supervisor offers no such service")
 
 // MQTT is the broker the Supervisor offers, with an account for this add-on.
@@ -89,7 +90,9 @@ func (c Client) get(ctx context.Context, path string, into any) error {
 		return fmt.Errorf("HTTP %d, not the Supervisor's JSON", resp.StatusCode)
 	}
 	if env.Result != "ok" {
-		if env.Message == "Service not enabled" {
+		// Only this answer means "none"; the same words with another status
+		// are a Supervisor in trouble, which the caller must not take as none.
+		if resp.StatusCode == http.StatusBadRequest && env.Message == "Service not enabled" {
 			return ErrNoService
 		}
 		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, printable(env.Message))

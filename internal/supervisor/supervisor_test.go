@@ -20,6 +20,7 @@ func TestMQTTService(t *testing.T) {
 		{"the Mosquitto add-on", 200, `{"result":"ok","data":{"addon":"core_mosquitto","host":"core-mosquitto","port":1883,"ssl":false,"protocol":"3.1.1","username":"addons","password":"pw-Xx1"}}`, "tcp://core-mosquitto:1883", "", false},
 		{"with TLS", 200, `{"result":"ok","data":{"host":"core-mosquitto","port":8883,"ssl":true,"username":"a","password":"b"}}`, "ssl://core-mosquitto:8883", "", false},
 		{"no broker add-on", 400, `{"result":"error","message":"Service not enabled","data":{}}`, "", "", true},
+		{"those words in a 500", 500, `{"result":"error","message":"Service not enabled"}`, "", "HTTP 500: Service not enabled", false},
 		{"refused", 403, `{"result":"error","message":"No API access"}`, "", "HTTP 403: No API access", false},
 		{"not the Supervisor", 502, `<html>bad gateway</html>`, "", "HTTP 502, not the Supervisor's JSON", false},
 		{"no host", 200, `{"result":"ok","data":{"port":1883}}`, "", "names no host and port", false},
