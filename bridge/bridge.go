@@ -384,9 +384,13 @@ func (b *Bridge) takeFleet(start func(*worker)) {
 			w = b.newWorker(v)
 		}
 		b.fleet.Store(f.with(v, c, w))
-		if lostDoor {
+		switch {
+		case lostDoor:
 			b.log.WithField("vehicle", v.ID).Warnf("%s: its cover is removed from Home Assistant; the other entities stay", v.NoDoorCommand)
-		} else {
+		case c.payload == nil:
+			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).
+				Info("vehicle found on the Smartcar account, with neither the charge port command nor the charge read: nothing to announce to Home Assistant")
+		default:
 			b.log.WithFields(logrus.Fields{"vehicle": v.ID, "make": v.Make, "model": v.Model}).Info("vehicle found on the Smartcar account: announcing it to Home Assistant")
 		}
 		b.client.Publish(c.topic, publishQoS, true, c.payload)

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
@@ -16,8 +17,8 @@ func TestStatusListsVehiclesWithoutAWorker(t *testing.T) {
 	run := e.startBridge()
 	ready(e.recorder(base+"/#"), "closed")
 	// Logged once the fleet holds it.
-	logs.waitFor(t, "that the Ford is announced", func(l logEntry) bool {
-		return l.Fields["vehicle"] == smartcarsim.OtherID && l.Message == "vehicle found on the Smartcar account: announcing it to Home Assistant"
+	logs.waitFor(t, "that the Ford is found, with nothing to announce", func(l logEntry) bool {
+		return l.Fields["vehicle"] == smartcarsim.OtherID && strings.Contains(l.Message, "nothing to announce to Home Assistant")
 	})
 	checkFord(t, "after the listing", run.bridge.Status())
 
