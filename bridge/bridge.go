@@ -528,9 +528,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 	wg.Wait()
 	grace.Stop()
 
-	t := b.client.Publish(discovery.StatusTopic(b.opts.BaseTopic), willQoS, true, discovery.PayloadOffline)
-	if !t.WaitTimeout(offlineTimeout) || t.Error() != nil {
-		b.log.WithError(t.Error()).Warn("could not publish offline before disconnecting; the broker will send the will")
+	// Only on an open connection: the broker sent the will when the last one
+	// dropped, and a QoS 1 publish queued while paho reconnects would be
+	// resent by its resume, which races the new connection's writer over the
+	// packet (a data race in paho, eclipse-paho/paho.mqtt.golang#703).
+	if b.client.IsConnectionOpen() {
+		t := b.client.Publish(discovery.StatusTopic(b.opts.BaseTopic), willQoS, true, discovery.PayloadOffline)
+		if !t.WaitTimeout(offlineTimeout) || t.Error() != nil {
+			b.log.WithError(t.Error()).Warn("could not publish offline before disconnecting; the broker will send the will")
+		}
+	} else {
+		b.log.Info("not connected to the MQTT broker while stopping: the broker has sent the will (offline)")
 	}
 	b.client.Disconnect(250)
 	b.log.Info("MQTT session closed")

@@ -121,11 +121,21 @@ func forEachBroker(t *testing.T, sim smartcarsim.Options, test func(t *testing.T
 
 func testLog(t *testing.T) logrus.FieldLogger {
 	l := logrus.New()
-	l.SetOutput(io.Discard)
 	if testing.Verbose() {
 		l.SetOutput(testWriter{t})
 		l.SetLevel(logrus.DebugLevel)
+		return l
 	}
+	// Kept, and shown if the test fails: a rare failure must say what the
+	// bridge did (a read that failed, a message ignored) without a rerun.
+	// Info, not debug: floods of commands would build a debug line each.
+	out := &itest.Output{}
+	l.SetOutput(out)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the bridge's log:\n%s", out.Text())
+		}
+	})
 	return l
 }
 

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/smartcar2mqtt/smartcar2mqtt/internal/smartcarsim"
@@ -55,4 +56,28 @@ func TestEmbeddedBrokerKeepsRetainedAcrossRestart(t *testing.T) {
 	// The bridge said offline on its way out, and that is kept too.
 	late.waitPayload(0, discovery.StatusTopic(base), "offline")
 	late.waitPayload(0, teslaTopics.State, "closed")
+}
+
+// Stopping while the broker is away publishes nothing into paho's queue for
+// a reconnect that will not come (the broker sent the will when the
+// connection dropped): Run returns at once and says so.
+func TestStopWhileTheBrokerIsAway(t *testing.T) {
+	e := newEnv(t, "mochi", smartcarsim.Options{})
+	logs := newLogWatch(t)
+	e.log = logs.logger
+	run := e.startBridge()
+	ready(e.recorder(base+"/#"), "closed")
+	e.broker.Close()
+	logs.waitFor(t, "the lost connection", func(l logEntry) bool {
+		return strings.Contains(l.Message, "lost the MQTT connection")
+	})
+	run.stop(t)
+	logs.waitFor(t, "that the will stands for the offline", func(l logEntry) bool {
+		return strings.Contains(l.Message, "not connected to the MQTT broker while stopping")
+	})
+	for _, l := range logs.all() {
+		if strings.Contains(l.Message, "could not publish offline") {
+			t.Errorf("the offline was tried without a connection: %+v", l)
+		}
+	}
 }

@@ -52,6 +52,11 @@ func TestWarmRestartSpendsNoCall(t *testing.T) {
 	cold := len(e.sim.Requests())
 	api, token := apiCalls(e.sim.Requests())
 	t.Logf("cold start + one OPEN: %d API calls, %d token calls", api, token)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Smartcar requests since the restart: %+v", e.sim.Requests()[cold:])
+		}
+	})
 
 	e.startBridge()
 	// The restarted bridge publishes what it knew, from DATA_DIR...
