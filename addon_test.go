@@ -221,7 +221,7 @@ func TestAddonBadOptions(t *testing.T) {
 		{"not JSON", "{\"smartcar_client_secret\": \"s3cret-Pp1\"", []string{"options.json:", "not valid JSON"}, false},
 		{"no options.json", nil, []string{"options.json:", "does not exist"}, false},
 		{"no broker and no account", map[string]any{"smartcar_client_id": "client_x", "smartcar_client_secret": "s3cret-Pp1", "http_listen": "off"},
-			[]string{"broker_username, broker_password: required for the embedded broker", "Mosquitto broker add-on"}, true},
+			[]string{"broker_username: required for the embedded broker", "broker_password: required", "Mosquitto broker add-on"}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sv, asked := fakeSupervisor(t, nil)
@@ -276,6 +276,15 @@ func addonInProcess(t *testing.T, svURL string, options map[string]any, out *ite
 	return cfg, newLogger(cfg, out)
 }
 
+// withEmbeddedAccount are the add-on's options against sim, with an account
+// for the embedded broker: were the add-on to fall back to it, it would run,
+// and the tests see that it did not.
+func withEmbeddedAccount(t *testing.T, sim *httptest.Server) map[string]any {
+	return simOptions(sim, map[string]any{
+		"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
+	})
+}
+
 // fastWait asks the Supervisor again within milliseconds, for a fraction of a
 // second: the add-on's own wait is a minute.
 var fastWait = supervisorWait{first: time.Millisecond, max: 10 * time.Millisecond, total: 300 * time.Millisecond}
@@ -312,9 +321,7 @@ func TestAddonWaitsForTheSupervisor(t *testing.T) {
 			w.Write([]byte(`{"result":"error","message":"Supervisor is starting"}`))
 		})
 	var out itest.Output
-	cfg, log := addonInProcess(t, sv.URL, simOptions(sim, map[string]any{
-		"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
-	}), &out)
+	cfg, log := addonInProcess(t, sv.URL, withEmbeddedAccount(t, sim), &out)
 
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -373,9 +380,7 @@ func TestAddonStopsWhenTheSupervisorCannotBeAsked(t *testing.T) {
 				url = sv.URL
 			}
 			var out itest.Output
-			cfg, log := addonInProcess(t, url, simOptions(sim, map[string]any{
-				"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
-			}), &out)
+			cfg, log := addonInProcess(t, url, withEmbeddedAccount(t, sim), &out)
 			err := runAddon(t, t.Context(), cfg, log, fastWait, 20*time.Second, &out)
 			if err == nil {
 				t.Fatalf("no error; the log:\n%s", out.Text())
@@ -413,9 +418,7 @@ func TestAddonStopsWhileWaitingForTheSupervisor(t *testing.T) {
 		w.Write([]byte(`{"result":"error","message":"busy"}`))
 	})
 	var out itest.Output
-	cfg, log := addonInProcess(t, sv.URL, simOptions(sim, map[string]any{
-		"http_listen": "off", "broker_listen": freeAddr(t), "broker_username": "homeassistant", "broker_password": "ha-pass-Mm3",
-	}), &out)
+	cfg, log := addonInProcess(t, sv.URL, withEmbeddedAccount(t, sim), &out)
 	hour := supervisorWait{first: time.Hour, max: time.Hour, total: 2 * time.Hour}
 	if err := runAddon(t, ctx, cfg, log, hour, 20*time.Second, &out); err != nil {
 		t.Errorf("stopped while waiting: %v, want a clean stop", err)

@@ -71,11 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cfg, err = config.Load(command)
 	}
 	if err != nil {
-		hint := "smartcar2mqtt --help lists every variable"
-		if command == "addon" {
-			hint = "the add-on's Documentation tab lists every option"
-		}
-		fmt.Fprintf(stderr, "smartcar2mqtt: %v\n(%s)\n", err, hint)
+		badConfig(stderr, command, err)
 		return exitBadConfig
 	}
 	log := newLogger(cfg, stderr)
@@ -99,6 +95,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = daemon(ctx, cfg, log, daemonOptions{})
 	}
 	if err != nil {
+		if cfgErr := (*config.Error)(nil); errors.As(err, &cfgErr) {
+			// Found once the command ran (the add-on's embedded broker needs
+			// an account only when the Supervisor has none): said as at start.
+			badConfig(stderr, command, err)
+			return exitBadConfig
+		}
 		// The error is the message: each part of it names its own operation.
 		code := exitCode(err)
 		log.WithField("exit_code", code).Error(err)
@@ -106,6 +108,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return exitOK
+}
+
+// badConfig says what is wrong with the configuration, one problem a line
+// (a log line would show the line breaks as \n), and where the settings are
+// described.
+func badConfig(stderr io.Writer, command string, err error) {
+	hint := "smartcar2mqtt --help lists every variable"
+	if command == "addon" {
+		hint = "the add-on's Documentation tab lists every option"
+	}
+	fmt.Fprintf(stderr, "smartcar2mqtt: %v\n(%s)\n", err, hint)
 }
 
 // exitCode is 2 for what only the user's configuration can fix (a variable,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -119,16 +118,21 @@ func forEachBroker(t *testing.T, sim smartcarsim.Options, test func(t *testing.T
 	}
 }
 
-func testLog(t *testing.T) logrus.FieldLogger {
+func testLog(t *testing.T) logrus.FieldLogger { return testLogger(t, logrus.InfoLevel) }
+
+// testLogger writes to the test's output with -v; else it keeps what it is
+// given at level and shows it if the test fails: a rare failure must say
+// what the bridge did (a read that failed, a message ignored) without a
+// rerun. Info by default, not debug: floods of commands would build a debug
+// line each.
+func testLogger(t *testing.T, level logrus.Level) *logrus.Logger {
 	l := logrus.New()
+	l.SetLevel(level)
 	if testing.Verbose() {
 		l.SetOutput(testWriter{t})
 		l.SetLevel(logrus.DebugLevel)
 		return l
 	}
-	// Kept, and shown if the test fails: a rare failure must say what the
-	// bridge did (a read that failed, a message ignored) without a rerun.
-	// Info, not debug: floods of commands would build a debug line each.
 	out := &itest.Output{}
 	l.SetOutput(out)
 	t.Cleanup(func() {
@@ -162,12 +166,7 @@ type logEntry struct {
 }
 
 func newLogWatch(t *testing.T) *logWatch {
-	w := &logWatch{logger: logrus.New()}
-	w.logger.SetOutput(io.Discard)
-	if testing.Verbose() {
-		w.logger.SetOutput(testWriter{t})
-	}
-	w.logger.SetLevel(logrus.DebugLevel)
+	w := &logWatch{logger: testLogger(t, logrus.DebugLevel)}
 	w.logger.AddHook(w)
 	return w
 }
@@ -192,8 +191,14 @@ func (w *logWatch) all() []logEntry { return w.entries.All() }
 // waitFor waits until an entry satisfies ok and returns the first that does.
 func (w *logWatch) waitFor(t *testing.T, what string, ok func(logEntry) bool) logEntry {
 	t.Helper()
+	return w.waitForWithin(t, what, 15*time.Second, ok)
+}
+
+// waitForWithin is waitFor with its own deadline, for what takes long.
+func (w *logWatch) waitForWithin(t *testing.T, what string, timeout time.Duration, ok func(logEntry) bool) logEntry {
+	t.Helper()
 	var found logEntry
-	w.entries.WaitFor(t, "the log to say "+what, 15*time.Second, func(entries []logEntry) bool {
+	w.entries.WaitFor(t, "the log to say "+what, timeout, func(entries []logEntry) bool {
 		for _, e := range entries {
 			if ok(e) {
 				found = e

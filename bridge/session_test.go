@@ -20,15 +20,8 @@ func TestClientIDTakenOverIsNamed(t *testing.T) {
 		// Each client's reconnect waits longer after every takeover (paho's
 		// backoff): the third quick loss comes about 3 s in on an idle
 		// machine and over 15 s on a loaded one, so this waits longer.
-		var got logEntry
-		logs.entries.WaitFor(t, "the log to say that another client keeps taking over the client id", 45*time.Second, func(entries []logEntry) bool {
-			for _, f := range entries {
-				if strings.Contains(f.Message, "keeps taking over this client id") {
-					got = f
-					return true
-				}
-			}
-			return false
+		got := logs.waitForWithin(t, "that another client keeps taking over the client id", 45*time.Second, func(f logEntry) bool {
+			return strings.Contains(f.Message, "keeps taking over this client id")
 		})
 		if !strings.Contains(got.Message, "MQTT_CLIENT_ID=smartcar2mqtt-test") || got.Fields["client_id"] != "smartcar2mqtt-test" {
 			t.Errorf("the line does not name the client id and the variable: %+v", got)

@@ -94,16 +94,14 @@ func (b *Bridge) Status() Status {
 	f := b.fleet.Load()
 	for id, v := range f.vehicles {
 		w := f.workers[id]
-		if w == nil {
-			s.Vehicles = append(s.Vehicles, VehicleStatus{ID: id, Make: v.Make, Model: v.Model, Year: v.Year, Unbridged: true})
-			continue
+		if w != nil {
+			if shown := w.gauges.view.Load(); shown != nil {
+				s.Vehicles = append(s.Vehicles, *shown)
+				continue
+			}
 		}
-		if shown := w.gauges.view.Load(); shown != nil {
-			s.Vehicles = append(s.Vehicles, *shown)
-			continue
-		}
-		// The worker has not started yet: what is known without it.
-		s.Vehicles = append(s.Vehicles, VehicleStatus{ID: id, Make: v.Make, Model: v.Model, Year: v.Year, HasDoor: hasDoor(v)})
+		// No worker, or one not started yet: what is known without it.
+		s.Vehicles = append(s.Vehicles, VehicleStatus{ID: id, Make: v.Make, Model: v.Model, Year: v.Year, HasDoor: hasDoor(v), Unbridged: w == nil})
 	}
 	sort.Slice(s.Vehicles, func(i, j int) bool { return s.Vehicles[i].ID < s.Vehicles[j].ID })
 	return s

@@ -253,13 +253,11 @@ func (w *worker) takeDelivery(d Delivery, door, charge, failure *bool) string {
 // An error about signals other than the charge signals changes nothing: a
 // car that cannot tell its nickname is no trouble with its charge port.
 func (w *worker) takeVehicleError(ev smartcar.WebhookEvent, at time.Time, log *logrus.Entry) bool {
-	ours := slices.DeleteFunc(slices.Clone(ev.Errors), func(e smartcar.WebhookError) bool {
+	for _, e := range ev.Errors {
 		if e.OtherSignalsOnly {
 			log.WithField(logrus.ErrorKey, e.Type+":"+e.Failure().Code).Debug("Smartcar's webhook reports an error about signals this daemon does not read: nothing changed")
+			continue
 		}
-		return e.OtherSignalsOnly
-	})
-	for _, e := range ours {
 		if e.Resolved {
 			continue
 		}
@@ -268,8 +266,8 @@ func (w *worker) takeVehicleError(ev smartcar.WebhookEvent, at time.Time, log *l
 		log.WithFields(failureFields(f)).Warn("Smartcar's webhook reports an error with this vehicle")
 		return true
 	}
-	for _, e := range ours {
-		if cur := w.attrs.Error; cur != nil && cur.Type == e.Type && cur.Code == e.Failure().Code {
+	for _, e := range ev.Errors {
+		if cur := w.attrs.Error; !e.OtherSignalsOnly && cur != nil && cur.Type == e.Type && cur.Code == e.Failure().Code {
 			w.attrs.Error = nil
 			log.WithField(logrus.ErrorKey, e.Type+":"+e.Code).Info("Smartcar's webhook reports the vehicle's error resolved")
 			return true

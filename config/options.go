@@ -241,31 +241,8 @@ func (c *Config) CheckEmbeddedBroker() error {
 		}
 		ps = append(ps, Problem{Var: name, Reason: why})
 	}
-	return &oneLineError{&Error{Problems: ps, Options: addon}}
+	return &Error{Problems: ps, Options: addon}
 }
-
-// oneLineError is an *Error said on one line: it reaches the user through
-// the log, whose text format would show line breaks as \n. Problems with the
-// same reason share it.
-type oneLineError struct{ err *Error }
-
-func (e *oneLineError) Error() string {
-	head, _, _ := strings.Cut(e.err.Error(), "\n")
-	ps := e.err.Problems
-	var parts []string
-	for i := 0; i < len(ps); {
-		names := []string{ps[i].Var}
-		j := i + 1
-		for ; j < len(ps) && ps[j].Reason == ps[i].Reason; j++ {
-			names = append(names, ps[j].Var)
-		}
-		parts = append(parts, strings.Join(names, ", ")+": "+ps[i].Reason)
-		i = j
-	}
-	return head + " " + strings.Join(parts, "; ")
-}
-
-func (e *oneLineError) Unwrap() error { return e.err }
 
 // UseBroker points the daemon at a broker found at run time (the Supervisor's
 // MQTT service) as if MQTT_URL, MQTT_USERNAME and MQTT_PASSWORD named it.

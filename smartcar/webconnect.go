@@ -191,7 +191,7 @@ func (w *WebConnect) Start() (string, error) {
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if old := w.flow; old != nil && old.cancel != nil {
+	if old := w.flow; old != nil {
 		old.cancel() // the flow this one replaces
 	}
 	ctx, cancel := context.WithCancel(w.ctx)

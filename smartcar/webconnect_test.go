@@ -34,19 +34,7 @@ func approve(t *testing.T, link string) string {
 // waitPhase waits until the flow reaches phase, or fails at the deadline.
 func waitPhase(t *testing.T, w *WebConnect, phase ConnectPhase) ConnectState {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		changed := w.Changed()
-		s := w.State()
-		if s.Phase == phase {
-			return s
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatalf("Connect is %q (%s), want %q", s.Phase, s.Problem, phase)
-		}
-	}
+	return waitState(t, w, "reached "+string(phase), func(s ConnectState) bool { return s.Phase == phase })
 }
 
 func TestWebConnectV3ShowsTheNewCarOnceTheDaemonHasIt(t *testing.T) {
